@@ -1,0 +1,199 @@
+//! The HTTP API (axum): ingest, SQL, health and self-metrics.
+//!
+//! | method & path | what | auth |
+//! |---|---|---|
+//! | `POST /api/v1/write` | Prometheus remote write 1.0 ([`crate::sources::remote_write`]) | token |
+//! | `POST /api/v1/sql` | read-only SQL, JSON body `{"query": "..."}`, `?format=json\|csv` | token |
+//! | `GET /health` | 200 once the WAL is replayed, 503 before | none |
+//! | `GET /metrics` | self-metrics, Prometheus/OpenMetrics text | none |
+//!
+//! Every error is a JSON body `{"error": "<reason>"}` with a fitting status.
+//! `docs/api.md` is the reference.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::config::PipelineConfig;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::query::{self, Format, QueryConfig, TableSource};
+use crate::sources::remote_write;
+use crate::store::Store;
+
+/// Shared state of every handler.
+pub struct AppState {
+    /// Set once the WAL has been replayed.
+    pub store: OnceLock<Arc<Store>>,
+    /// Self-metrics.
+    pub metrics: Arc<Metrics>,
+    /// Query limits.
+    pub query: QueryConfig,
+    /// Bearer token, when auth is on.
+    pub token: Option<String>,
+}
+
+impl AppState {
+    /// The store, or a 503 answer while the WAL is still being replayed.
+    pub fn store(&self) -> Result<&Arc<Store>, Response> {
+        self.store.get().ok_or_else(|| {
+            api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting: replaying the write-ahead log",
+            )
+        })
+    }
+}
+
+/// A JSON error answer `{"error": reason}`.
+pub fn api_error(code: StatusCode, reason: &str) -> Response {
+    (code, axum::Json(serde_json::json!({ "error": reason }))).into_response()
+}
+
+/// Maps a crate error to an HTTP answer.
+pub fn error_response(e: &Error) -> Response {
+    let code = match e {
+        Error::InvalidInput(_) | Error::QueryRefused(_) | Error::Config { .. } => {
+            StatusCode::BAD_REQUEST
+        }
+        Error::Overloaded(_) | Error::Shutdown(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    api_error(code, &e.to_string())
+}
+
+/// Builds the router for a pipeline.
+pub fn router(state: Arc<AppState>, cfg: &PipelineConfig) -> Router {
+    let mut protected = Router::new().route("/api/v1/sql", post(sql_handler));
+    for (_, rw) in cfg.remote_write_sources() {
+        let rw = Arc::new(rw.clone());
+        let path = rw.path.clone();
+        let handler = move |State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body| {
+            let rw = rw.clone();
+            async move { remote_write::handle(st, rw, headers, body).await }
+        };
+        // The handler enforces max_body_bytes itself, with a JSON 413.
+        protected = protected.route(&path, post(handler).layer(DefaultBodyLimit::disable()));
+    }
+    let protected = protected.layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_handler))
+        .merge(protected)
+        .fallback(|| async { api_error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes()));
+        if !ok {
+            let mut r = api_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.get() {
+        Some(_) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "starting", "reason": "replaying the write-ahead log"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
+    let body = state.metrics.render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Body of `POST /api/v1/sql`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    /// The statement.
+    pub query: String,
+}
+
+/// Query string of `POST /api/v1/sql`.
+#[derive(Debug, Deserialize)]
+pub struct SqlParams {
+    /// `json` (default) or `csv`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+async fn sql_handler(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<SqlParams>,
+    body: axum::body::Bytes,
+) -> Response {
+    let format = match params.format.as_deref() {
+        None | Some("json") => Format::Json,
+        Some("csv") => Format::Csv,
+        Some(other) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                &format!("unknown format {other:?}: use json or csv"),
+            );
+        }
+    };
+    let req: SqlRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                &format!("body must be JSON {{\"query\": \"...\"}}: {e}"),
+            );
+        }
+    };
+    let store = match state.store() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let tables = vec![TableSource::samples(store.snapshot())];
+    let result =
+        match query::run_sql_metered(tables, &req.query, &state.query, &state.metrics).await {
+            Ok(r) => r,
+            Err(e) => return error_response(&e),
+        };
+    match query::render(&result, format) {
+        Ok(bytes) => {
+            let ct = match format {
+                Format::Csv => "text/csv; charset=utf-8",
+                _ => "application/json",
+            };
+            ([(header::CONTENT_TYPE, ct)], Body::from(bytes)).into_response()
+        }
+        Err(e) => error_response(&e),
+    }
+}

@@ -1,0 +1,187 @@
+//! The `scalecast` command line (clap). `main.rs` only calls [`main`].
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::pipeline::{Server, shutdown_signal};
+use crate::query::{self, Format, QueryConfig, TableSource};
+use crate::store::Store;
+
+/// scalecast: a metrics pipeline and predictive autoscaler.
+///
+/// Prometheus remote write in, durable write-ahead log, time-partitioned
+/// Parquet history, read-only SQL out.
+#[derive(Debug, Parser)]
+#[command(name = "scalecast", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline (the embedded default when no --config is given).
+    Serve(ServeArgs),
+    /// Run a read-only SQL query over the stored history.
+    Query(QueryArgs),
+    /// Check pipeline files; print `file:line:column: reason` for each problem.
+    Validate(ValidateArgs),
+}
+
+/// `scalecast serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Pipeline YAML file; without it the embedded default runs (remote write
+    /// on 127.0.0.1:9201, data in ./data).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Data directory (WAL and Parquet); overrides `data_dir` in the file.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:9201 (port 0 picks a free port, written
+    /// to <data-dir>/api.addr); overrides `api.listen`.
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+/// `scalecast query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Data directory to read (safe while a server runs on it).
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// The SQL statement, e.g. "SELECT name, count(*) FROM samples GROUP BY name".
+    pub sql: String,
+}
+
+/// `scalecast validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Pipeline files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve(a) => serve(a).await,
+        Command::Query(a) => query_cmd(a).await,
+        Command::Validate(a) => Ok(validate(&a.files)),
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<PipelineConfig> {
+    match path {
+        None => Ok(PipelineConfig::embedded_default()),
+        Some(p) => PipelineConfig::load(p).map_err(|errs| {
+            let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            Error::Other(format!("invalid pipeline:\n{}", lines.join("\n")))
+        }),
+    }
+}
+
+async fn serve(a: ServeArgs) -> Result<ExitCode> {
+    let cfg = load_config(a.config.as_deref())?;
+    let data_dir = a
+        .data_dir
+        .clone()
+        .or_else(|| cfg.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("data"));
+    let server = Server::start(cfg, &data_dir, a.listen.as_deref()).await?;
+    eprintln!(
+        "scalecast listening on http://{addr}  (remote write: http://{addr}/api/v1/write, SQL: POST http://{addr}/api/v1/sql)",
+        addr = server.addr
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down: flushing to Parquet");
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn query_cmd(a: QueryArgs) -> Result<ExitCode> {
+    if !a.data_dir.exists() {
+        return Err(Error::Other(format!(
+            "data directory {} does not exist",
+            a.data_dir.display()
+        )));
+    }
+    let dir = a.data_dir.clone();
+    let snapshot = tokio::task::spawn_blocking(move || Store::read_only_snapshot(&dir))
+        .await
+        .map_err(|e| Error::Other(format!("snapshot task failed: {e}")))??;
+    let result = query::run_sql(
+        vec![TableSource::samples(snapshot)],
+        &a.sql,
+        &QueryConfig::default(),
+    )
+    .await?;
+    let bytes = query::render(&result, a.format)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes)
+        .map_err(|e| Error::Other(format!("stdout: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut bad = 0;
+    for f in files {
+        match PipelineConfig::load(f) {
+            Ok(_) => println!("{}: ok", f.display()),
+            Err(errs) => {
+                bad += 1;
+                for e in errs {
+                    println!("{e}");
+                }
+            }
+        }
+    }
+    if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,48 @@
+//! # scalecast
+//!
+//! A metrics pipeline and predictive autoscaler in one binary. Metrics come in
+//! (Prometheus remote write today; scraper, CloudWatch, Kafka and trace replay
+//! as those stages land), are made durable in a write-ahead log, kept as
+//! time-partitioned Parquet history and served by read-only SQL (DataFusion).
+//!
+//! ```text
+//! remote write ─▶ decode + validate ─▶ WAL (fsync, group commit) ─▶ 2xx
+//!                                         │
+//!                                         ├─▶ head (in memory, queryable at once)
+//!                                         └─▶ Parquet per hour (zstd, sorted)
+//!                                                   │
+//!                            SQL (DataFusion) ◀─────┘  CLI `scalecast query`, HTTP `/api/v1/sql`
+//! ```
+//!
+//! # Layout
+//!
+//! | module | role |
+//! |---|---|
+//! | [`cli`] | the command line; `main.rs` only calls [`cli::main`] |
+//! | [`config`] | pipeline YAML: parsing, strict validation with `file:line:column` errors |
+//! | [`pipeline`] | config → running server (API + store), graceful shutdown |
+//! | [`api`] | HTTP endpoints (axum) |
+//! | [`sources`] | inputs; [`sources::remote_write`] is the Prometheus receiver |
+//! | [`schema`] | the one Arrow schema every source produces |
+//! | [`store`] | WAL, in-memory head, Parquet files, compaction, retention |
+//! | [`query`] | read-only SQL over store snapshots |
+//! | [`metrics`] | self-metrics for `/metrics` |
+//! | [`error`] | the [`Error`] enum and [`Result`] alias |
+//!
+//! `docs/architecture.md` describes the data path; `docs/schema.md`,
+//! `docs/configuration.md` and `docs/api.md` are the references.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod pipeline;
+pub mod query;
+pub mod schema;
+pub mod sources;
+pub mod store;
+
+pub use error::{Error, Result};

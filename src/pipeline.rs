@@ -1,0 +1,135 @@
+//! Runs a pipeline: config → build → runtime (the Vector pattern).
+//!
+//! [`Server::start`] binds the API listener first (so `/health` answers 503
+//! while the WAL is replayed), opens the store, then marks itself ready.
+//! [`Server::shutdown`] stops accepting requests, lets in-flight ones finish,
+//! and closes the store, which flushes everything to Parquet.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::config::PipelineConfig;
+use crate::error::{Error, IoResultExt, Result};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// A running pipeline.
+pub struct Server {
+    /// The address the API listens on.
+    pub addr: SocketAddr,
+    /// Shared state (store, metrics).
+    pub state: Arc<AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    http: Option<JoinHandle<()>>,
+}
+
+/// Name of the file in the data directory that holds the bound API address.
+pub const ADDR_FILE: &str = "api.addr";
+
+impl Server {
+    /// Starts the pipeline. `listen` overrides `api.listen`; port 0 picks a
+    /// free port (see [`Server::addr`] and `<data_dir>/api.addr`).
+    pub async fn start(
+        cfg: PipelineConfig,
+        data_dir: &Path,
+        listen: Option<&str>,
+    ) -> Result<Server> {
+        let metrics = Arc::new(Metrics::new());
+        let token = match &cfg.api.auth {
+            Some(a) => Some(
+                a.token()
+                    .map_err(|e| Error::Other(format!("api.auth: {e}")))?,
+            ),
+            None => None,
+        };
+        let listen = listen.unwrap_or(&cfg.api.listen).to_string();
+        let listener = TcpListener::bind(&listen)
+            .await
+            .map_err(|e| Error::Other(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Other(format!("listener address: {e}")))?;
+        std::fs::create_dir_all(data_dir).with_path(data_dir)?;
+        let addr_file = data_dir.join(ADDR_FILE);
+        std::fs::write(&addr_file, addr.to_string()).with_path(&addr_file)?;
+
+        let state = Arc::new(AppState {
+            store: OnceLock::new(),
+            metrics: metrics.clone(),
+            query: cfg.query.clone(),
+            token,
+        });
+        let app = api::router(state.clone(), &cfg);
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let http = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        tracing::info!(%addr, data_dir = %data_dir.display(), "listening; replaying the WAL");
+
+        let dir: PathBuf = data_dir.to_path_buf();
+        let storage = cfg.storage.clone();
+        let m = metrics.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&dir, storage, m))
+            .await
+            .map_err(|e| Error::Other(format!("store open task failed: {e}")))??;
+        // Set exactly once, here.
+        let _ = state.store.set(Arc::new(store));
+        metrics.ready.set(1);
+        tracing::info!(%addr, "ready");
+        Ok(Server {
+            addr,
+            state,
+            stop: Some(stop_tx),
+            http: Some(http),
+        })
+    }
+
+    /// Stops the HTTP server (in-flight requests finish) and closes the store.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(http) = self.http.take() {
+            let _ = http.await;
+        }
+        if let Some(store) = self.state.store.get().cloned() {
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
