@@ -79,7 +79,10 @@ impl WindowSpec {
                 if *size_secs == 0 {
                     issues.push(issue(format!("{path}.size_secs"), "must be greater than 0"));
                 } else if *size_secs > MAX_SECS {
-                    issues.push(issue(format!("{path}.size_secs"), "must be at most 366 days"));
+                    issues.push(issue(
+                        format!("{path}.size_secs"),
+                        "must be at most 366 days",
+                    ));
                 }
             }
             WindowSpec::Sliding {
@@ -89,10 +92,16 @@ impl WindowSpec {
                 if *size_secs == 0 {
                     issues.push(issue(format!("{path}.size_secs"), "must be greater than 0"));
                 } else if *size_secs > MAX_SECS {
-                    issues.push(issue(format!("{path}.size_secs"), "must be at most 366 days"));
+                    issues.push(issue(
+                        format!("{path}.size_secs"),
+                        "must be at most 366 days",
+                    ));
                 }
                 if *slide_secs == 0 {
-                    issues.push(issue(format!("{path}.slide_secs"), "must be greater than 0"));
+                    issues.push(issue(
+                        format!("{path}.slide_secs"),
+                        "must be greater than 0",
+                    ));
                 } else if slide_secs > size_secs {
                     issues.push(issue(
                         format!("{path}.slide_secs"),
@@ -312,7 +321,10 @@ impl MeasureConfig {
                 ));
             }
         } else if !self.matchers.is_empty() {
-            issues.push(issue(format!("{path}.matchers"), "matchers need a `metric`"));
+            issues.push(issue(
+                format!("{path}.matchers"),
+                "matchers need a `metric`",
+            ));
         }
         if !self.scale.is_finite() || self.scale <= 0.0 {
             issues.push(issue(format!("{path}.scale"), "must be a positive number"));
@@ -320,7 +332,10 @@ impl MeasureConfig {
         if let Some(v) = self.value
             && (!v.is_finite() || v < 0.0)
         {
-            issues.push(issue(format!("{path}.value"), "must be a finite number ≥ 0"));
+            issues.push(issue(
+                format!("{path}.value"),
+                "must be a finite number ≥ 0",
+            ));
         }
         for (i, o) in self.overrides.iter().enumerate() {
             if !o.value.is_finite() || o.value < 0.0 {
@@ -348,11 +363,11 @@ impl MeasureConfig {
     pub fn selector(&self) -> Result<Option<Selector>> {
         match &self.metric {
             None => Ok(None),
-            Some(m) => Selector::new(m, &self.matchers).map(Some).map_err(|(i, reason)| {
-                EngineError::InvalidConfig {
+            Some(m) => Selector::new(m, &self.matchers)
+                .map(Some)
+                .map_err(|(i, reason)| EngineError::InvalidConfig {
                     issues: vec![issue(format!("matchers[{i}]"), reason)],
-                }
-            }),
+                }),
         }
     }
 
@@ -618,7 +633,12 @@ fn is_label(s: &str) -> bool {
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
-fn validate_selector(metric: &str, matchers: &[String], prefix: &str, issues: &mut Vec<ConfigIssue>) {
+fn validate_selector(
+    metric: &str,
+    matchers: &[String],
+    prefix: &str,
+    issues: &mut Vec<ConfigIssue>,
+) {
     let valid_metric = {
         let mut c = metric.chars();
         matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_' || x == ':')
@@ -645,7 +665,10 @@ fn validate_group_by(group_by: &[String], issues: &mut Vec<ConfigIssue>) {
                 format!("`{l}` is not a valid label name"),
             ));
         } else if group_by[..i].contains(l) {
-            issues.push(issue(format!("group_by[{i}]"), format!("`{l}` is listed twice")));
+            issues.push(issue(
+                format!("group_by[{i}]"),
+                format!("`{l}` is listed twice"),
+            ));
         }
     }
 }

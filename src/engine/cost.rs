@@ -156,7 +156,15 @@ mod tests {
         assert!(close(c.allocated_usd, 0.0063555), "{c:?}");
         assert!(close(c.capacity_usd, 0.016948), "{c:?}");
         assert!(close(c.idle_usd, 0.0105925), "{c:?}");
-        let none = compute(&PricingConfig::default(), ResourceKind::Other, &[], Some(1.0), None, None, 1);
+        let none = compute(
+            &PricingConfig::default(),
+            ResourceKind::Other,
+            &[],
+            Some(1.0),
+            None,
+            None,
+            1,
+        );
         assert_eq!(none, CostBreakdown::default());
     }
 
@@ -179,10 +187,21 @@ mod tests {
         let cpu_share = 2.0 * 0.031611 / (2.0 * 0.031611 + 8.0 * 0.004237);
         assert!((cpu - 0.096 * cpu_share / 2.0).abs() < 1e-12);
         // A full node's CPU for an hour costs the CPU part of the instance price.
-        let c = compute(&p, ResourceKind::Cpu, &group, Some(0.5), None, Some(2.0), 3_600_000);
+        let c = compute(
+            &p,
+            ResourceKind::Cpu,
+            &group,
+            Some(0.5),
+            None,
+            Some(2.0),
+            3_600_000,
+        );
         assert!(close(c.capacity_usd, 0.096 * cpu_share));
         // Unknown instance types fall back to the per-unit prices.
         let other = vec![("instance_type".to_string(), "x".to_string())];
-        assert_eq!(unit_price_per_hour(&p, ResourceKind::Cpu, &other), Some(0.031611));
+        assert_eq!(
+            unit_price_per_hour(&p, ResourceKind::Cpu, &other),
+            Some(0.031611)
+        );
     }
 }

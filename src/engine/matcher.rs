@@ -91,8 +91,7 @@ impl LabelMatcher {
                 "`{text}`: expected one of the operators =, !=, =~, !~ after the label name"
             ));
         };
-        let value = parse_quoted(rest.trim())
-            .map_err(|e| format!("`{text}`: {e}"))?;
+        let value = parse_quoted(rest.trim()).map_err(|e| format!("`{text}`: {e}"))?;
         Self::new(label, op, &value)
     }
 
@@ -406,7 +405,14 @@ impl Parser<'_> {
     }
 
     fn parse_repeat(&mut self, mut atom: Node) -> Result<Node, String> {
+        let mut repeated = false;
         loop {
+            if repeated && matches!(self.peek(), Some('*' | '+' | '?' | '{')) {
+                // RE2 rejects `a**`, `a+*`, ...; a literal `{` after a repetition is fine.
+                if self.peek() != Some('{') {
+                    return Err(self.err("repeated repetition operator"));
+                }
+            }
             let (min, max) = match self.peek() {
                 Some('*') => {
                     self.pos += 1;
@@ -430,10 +436,8 @@ impl Parser<'_> {
             if self.peek() == Some('?') {
                 self.pos += 1;
             }
-            if matches!(atom, Node::Repeat(..)) && matches!(self.peek(), Some('*' | '+')) {
-                return Err(self.err("repeated repetition operator"));
-            }
             atom = Node::Repeat(Box::new(atom), min, max);
+            repeated = true;
         }
     }
 
@@ -455,7 +459,9 @@ impl Parser<'_> {
                 (a, Some(b))
             }
         } else {
-            let Some(a) = parse(inner) else { return Ok(None) };
+            let Some(a) = parse(inner) else {
+                return Ok(None);
+            };
             (a, Some(a))
         };
         self.pos = start + inner.chars().count() + 2;
@@ -730,7 +736,9 @@ mod tests {
 
     #[test]
     fn regex_errors_are_reported() {
-        for bad in ["(", "a)", "[a", "*a", "a**", r"\1", "(?i)a", "a{5,2}", "[z-a]", "a^"] {
+        for bad in [
+            "(", "a)", "[a", "*a", "a**", r"\1", "(?i)a", "a{5,2}", "[z-a]", "a^",
+        ] {
             assert!(Regex::new(bad).is_err(), "{bad} should be rejected");
         }
     }
@@ -749,8 +757,18 @@ mod tests {
         assert!(m.matches("/api/42"));
         let m = LabelMatcher::parse(r#"x="a\"b""#).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.value, "a\"b");
-        for bad in ["mode", "mode==idle", "mode=idle", r#"9x="a""#, r#"m="a" b"#, r#"m=~"(""#] {
-            assert!(LabelMatcher::parse(bad).is_err(), "{bad} should be rejected");
+        for bad in [
+            "mode",
+            "mode==idle",
+            "mode=idle",
+            r#"9x="a""#,
+            r#"m="a" b"#,
+            r#"m=~"(""#,
+        ] {
+            assert!(
+                LabelMatcher::parse(bad).is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 

@@ -235,9 +235,9 @@ impl Runtime {
             size_ms: window.size_ms(),
             slide_ms: window.slide_ms(),
             update_retention_ms: match policy {
-                LateDataPolicy::Update => Some(secs_to_ms(
-                    retention.unwrap_or(DEFAULT_LATE_RETENTION_SECS),
-                )),
+                LateDataPolicy::Update => {
+                    Some(secs_to_ms(retention.unwrap_or(DEFAULT_LATE_RETENTION_SECS)))
+                }
                 LateDataPolicy::Drop => None,
             },
         };
@@ -454,7 +454,10 @@ impl fmt::Debug for Engine {
                 "transforms",
                 &self.runtimes.iter().map(|r| &r.id).collect::<Vec<_>>(),
             )
-            .field("costs", &self.costs.iter().map(|c| &c.id).collect::<Vec<_>>())
+            .field(
+                "costs",
+                &self.costs.iter().map(|c| &c.id).collect::<Vec<_>>(),
+            )
             .field("pending_rows", &self.pending.len())
             .finish()
     }
@@ -647,10 +650,12 @@ impl Engine {
     pub fn replay_from_ms(&self) -> Option<i64> {
         self.runtimes
             .iter()
-            .filter_map(|r| match (r.op.earliest_state_ms(), r.pending_replay_from) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            })
+            .filter_map(
+                |r| match (r.op.earliest_state_ms(), r.pending_replay_from) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+            )
             .min()
     }
 

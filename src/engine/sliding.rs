@@ -244,8 +244,11 @@ impl WindowOperator for SlidingOperator {
     }
 
     fn emitted_through(&self) -> Option<i64> {
-        self.started
-            .then(|| self.next_start.saturating_sub(self.slide).saturating_add(self.size))
+        self.started.then(|| {
+            self.next_start
+                .saturating_sub(self.slide)
+                .saturating_add(self.size)
+        })
     }
 }
 
@@ -266,7 +269,13 @@ mod tests {
 
     fn spans(out: &[ClosedWindow]) -> Vec<(i64, i64, usize)> {
         out.iter()
-            .map(|w| (w.start, w.end, w.series.iter().map(|s| s.points.len()).sum()))
+            .map(|w| {
+                (
+                    w.start,
+                    w.end,
+                    w.series.iter().map(|s| s.points.len()).sum(),
+                )
+            })
             .collect()
     }
 
@@ -274,7 +283,10 @@ mod tests {
     fn overlapping_windows_share_samples() {
         let mut o = op(None);
         for ts in [0, 5_000, 15_000, 25_000, 35_000] {
-            assert_eq!(o.insert(1, META, ts, 1.0, 0, InsertMode::Live), Inserted::Accepted);
+            assert_eq!(
+                o.insert(1, META, ts, 1.0, 0, InsertMode::Live),
+                Inserted::Accepted
+            );
         }
         let mut out = Vec::new();
         o.close(40_000, &mut out);
@@ -290,14 +302,14 @@ mod tests {
         );
         out.clear();
         o.close(70_000, &mut out);
-        assert_eq!(
-            spans(&out),
-            vec![(20_000, 50_000, 2), (30_000, 60_000, 1)]
-        );
+        assert_eq!(spans(&out), vec![(20_000, 50_000, 2), (30_000, 60_000, 1)]);
         assert!(!o.has_open());
         assert_eq!(o.earliest_state_ms(), None);
         // A sample whose every window was emitted is dropped.
-        assert_eq!(o.insert(1, META, 12_000, 1.0, 70_000, InsertMode::Live), Inserted::LateDropped);
+        assert_eq!(
+            o.insert(1, META, 12_000, 1.0, 70_000, InsertMode::Live),
+            Inserted::LateDropped
+        );
     }
 
     #[test]
@@ -309,12 +321,21 @@ mod tests {
         assert_eq!(out.len(), 3);
         out.clear();
         // A sample in an old, unseen stretch is late; one in the future is open.
-        assert_eq!(o.insert(1, META, 9_000_000, 1.0, 10_000_000, InsertMode::Live), Inserted::LateDropped);
-        assert_eq!(o.insert(1, META, 9_995_000, 1.0, 10_000_000, InsertMode::Live), Inserted::Accepted);
+        assert_eq!(
+            o.insert(1, META, 9_000_000, 1.0, 10_000_000, InsertMode::Live),
+            Inserted::LateDropped
+        );
+        assert_eq!(
+            o.insert(1, META, 9_995_000, 1.0, 10_000_000, InsertMode::Live),
+            Inserted::Accepted
+        );
         o.close(10_020_000, &mut out);
         // [9_970_000, 10_000_000) had closed before the sample arrived: only the
         // two windows still open get it.
-        assert_eq!(spans(&out), vec![(9_980_000, 10_010_000, 1), (9_990_000, 10_020_000, 1)]);
+        assert_eq!(
+            spans(&out),
+            vec![(9_980_000, 10_010_000, 1), (9_990_000, 10_020_000, 1)]
+        );
     }
 
     #[test]
@@ -328,14 +349,23 @@ mod tests {
         assert_eq!(out.len(), 3);
         out.clear();
         // 15 s belongs to [-10,20), [0,30) (emitted) and [10,40) (open).
-        assert_eq!(o.insert(1, META, 15_000, 1.0, 30_000, InsertMode::Live), Inserted::Accepted);
+        assert_eq!(
+            o.insert(1, META, 15_000, 1.0, 30_000, InsertMode::Live),
+            Inserted::Accepted
+        );
         o.close(30_000, &mut out);
         assert_eq!(spans(&out), vec![(-10_000, 20_000, 3), (0, 30_000, 4)]);
         assert!(out.iter().all(|w| w.is_update));
         out.clear();
-        assert_eq!(o.insert(1, META, 5_000, 2.0, 30_000, InsertMode::Live), Inserted::LateUpdated);
+        assert_eq!(
+            o.insert(1, META, 5_000, 2.0, 30_000, InsertMode::Live),
+            Inserted::LateUpdated
+        );
         o.close(30_000, &mut out);
-        assert_eq!(spans(&out), vec![(-20_000, 10_000, 2), (-10_000, 20_000, 4), (0, 30_000, 5)]);
+        assert_eq!(
+            spans(&out),
+            vec![(-20_000, 10_000, 2), (-10_000, 20_000, 4), (0, 30_000, 5)]
+        );
     }
 
     #[test]
@@ -343,8 +373,14 @@ mod tests {
         let mut o = op(None);
         assert_eq!(o.restore(100_000), 80_000);
         assert_eq!(o.emitted_through(), Some(100_000));
-        assert_eq!(o.insert(1, META, 75_000, 1.0, 0, InsertMode::Replay), Inserted::Skipped);
-        assert_eq!(o.insert(1, META, 85_000, 1.0, 0, InsertMode::Replay), Inserted::Accepted);
+        assert_eq!(
+            o.insert(1, META, 75_000, 1.0, 0, InsertMode::Replay),
+            Inserted::Skipped
+        );
+        assert_eq!(
+            o.insert(1, META, 85_000, 1.0, 0, InsertMode::Replay),
+            Inserted::Accepted
+        );
         let mut out = Vec::new();
         o.close(110_000, &mut out);
         assert_eq!(spans(&out), vec![(80_000, 110_000, 1)]);

@@ -56,7 +56,10 @@ impl TumblingOperator {
                     start,
                     end,
                     false,
-                    w.buf.series.into_iter().map(|(id, s)| (id, s.meta, s.points)),
+                    w.buf
+                        .series
+                        .into_iter()
+                        .map(|(id, s)| (id, s.meta, s.points)),
                 ));
             }
             return;
@@ -112,7 +115,11 @@ impl WindowOperator for TumblingOperator {
         let start = align_down(ts, self.size);
         let end = start.saturating_add(self.size);
         if self.emitted_through.is_none_or(|t| end > t) {
-            self.windows.entry(start).or_default().buf.push(id, meta, ts, v);
+            self.windows
+                .entry(start)
+                .or_default()
+                .buf
+                .push(id, meta, ts, v);
             return Inserted::Accepted;
         }
         if mode == InsertMode::Replay && self.restored_through.is_some_and(|r| end <= r) {
@@ -163,7 +170,9 @@ impl WindowOperator for TumblingOperator {
     }
 
     fn has_open(&self) -> bool {
-        self.windows.last_key_value().is_some_and(|(_, w)| !w.emitted)
+        self.windows
+            .last_key_value()
+            .is_some_and(|(_, w)| !w.emitted)
     }
 
     fn earliest_state_ms(&self) -> Option<i64> {
@@ -222,14 +231,23 @@ mod tests {
         assert!(o.has_open());
         o.close(60_000, &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!((out[0].start, out[0].end, out[0].is_update), (0, 60_000, false));
+        assert_eq!(
+            (out[0].start, out[0].end, out[0].is_update),
+            (0, 60_000, false)
+        );
         assert_eq!(out[0].duplicates, 1);
         assert_eq!(
             values(&out[0]),
-            vec![(1, vec![(5_000, 0.5), (10_000, 1.0)]), (2, vec![(30_000, 3.0)])]
+            vec![
+                (1, vec![(5_000, 0.5), (10_000, 1.0)]),
+                (2, vec![(30_000, 3.0)])
+            ]
         );
         // Drop policy: the emitted window is gone, a late sample is dropped.
-        assert_eq!(o.insert(1, META, 20_000, 9.0, 60_000, live), Inserted::LateDropped);
+        assert_eq!(
+            o.insert(1, META, 20_000, 9.0, 60_000, live),
+            Inserted::LateDropped
+        );
         assert_eq!(o.earliest_state_ms(), Some(60_000));
         assert_eq!(o.emitted_through(), Some(60_000));
     }
@@ -243,16 +261,25 @@ mod tests {
         o.close(60_000, &mut out);
         assert_eq!(out.len(), 1);
         out.clear();
-        assert_eq!(o.insert(1, META, 20_000, 2.0, 60_000, live), Inserted::LateUpdated);
+        assert_eq!(
+            o.insert(1, META, 20_000, 2.0, 60_000, live),
+            Inserted::LateUpdated
+        );
         o.close(60_000, &mut out);
         assert_eq!(out.len(), 1);
         assert!(out[0].is_update);
-        assert_eq!(values(&out[0]), vec![(1, vec![(10_000, 1.0), (20_000, 2.0)])]);
+        assert_eq!(
+            values(&out[0]),
+            vec![(1, vec![(10_000, 1.0), (20_000, 2.0)])]
+        );
         out.clear();
         // Past end + retention the state is evicted and late data is dropped.
         o.close(180_000, &mut out);
         assert_eq!(o.earliest_state_ms(), None);
-        assert_eq!(o.insert(1, META, 30_000, 3.0, 180_000, live), Inserted::LateDropped);
+        assert_eq!(
+            o.insert(1, META, 30_000, 3.0, 180_000, live),
+            Inserted::LateDropped
+        );
     }
 
     #[test]
@@ -262,7 +289,10 @@ mod tests {
         o.insert(1, META, 70_000, 2.0, 0, InsertMode::Live);
         let mut out = Vec::new();
         o.close_all(&mut out);
-        assert_eq!(out.iter().map(|w| w.start).collect::<Vec<_>>(), vec![0, 60_000]);
+        assert_eq!(
+            out.iter().map(|w| w.start).collect::<Vec<_>>(),
+            vec![0, 60_000]
+        );
         assert!(!o.has_open());
         assert_eq!(o.emitted_through(), Some(120_000));
     }
@@ -274,16 +304,28 @@ mod tests {
         let replay = InsertMode::Replay;
         assert_eq!(o.insert(1, META, 30_000, 1.0, 0, replay), Inserted::Skipped);
         assert_eq!(o.insert(1, META, 90_000, 1.0, 0, replay), Inserted::Rebuilt);
-        assert_eq!(o.insert(1, META, 130_000, 1.0, 0, replay), Inserted::Accepted);
+        assert_eq!(
+            o.insert(1, META, 130_000, 1.0, 0, replay),
+            Inserted::Accepted
+        );
         let mut out = Vec::new();
         o.close(120_000, &mut out);
         assert!(out.is_empty(), "rebuilt windows are not emitted again");
         // Late data for a rebuilt window re-emits it with its full state.
-        assert_eq!(o.insert(1, META, 100_000, 2.0, 125_000, InsertMode::Live), Inserted::LateUpdated);
+        assert_eq!(
+            o.insert(1, META, 100_000, 2.0, 125_000, InsertMode::Live),
+            Inserted::LateUpdated
+        );
         // Late data for a window whose state was not rebuilt is dropped.
-        assert_eq!(o.insert(1, META, 50_000, 2.0, 125_000, InsertMode::Live), Inserted::LateDropped);
+        assert_eq!(
+            o.insert(1, META, 50_000, 2.0, 125_000, InsertMode::Live),
+            Inserted::LateDropped
+        );
         o.close(125_000, &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!(values(&out[0]), vec![(1, vec![(90_000, 1.0), (100_000, 2.0)])]);
+        assert_eq!(
+            values(&out[0]),
+            vec![(1, vec![(90_000, 1.0), (100_000, 2.0)])]
+        );
     }
 }

@@ -15,13 +15,13 @@
 //! capacity = count of the idle series (one per CPU), so
 //! `saturation = 1 − Σ idle rate / #CPUs` (see `docs/engine.md`).
 
+use crate::engine::Result;
 use crate::engine::aggregate::{across_value, series_value};
 use crate::engine::config::{MeasureConfig, UtilizationTransformConfig};
 use crate::engine::cost::{self, CostBreakdown};
 use crate::engine::matcher::Selector;
 use crate::engine::schema::UtilizationValues;
 use crate::engine::state::SeriesData;
-use crate::engine::Result;
 use crate::schema::Label;
 
 /// Role bit of series selected by the usage measure.
@@ -72,12 +72,7 @@ impl UtilizationSpec {
 
     /// Role bits of a series (0 when not selected).
     pub fn roles(&self, name: &str, labels: &[Label]) -> u8 {
-        let get = |k: &str| {
-            labels
-                .iter()
-                .find(|(a, _)| a == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |k: &str| labels.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
         let mut roles = 0;
         for (sel, bit) in [
             (&self.usage, ROLE_USAGE),
@@ -193,8 +188,14 @@ request: { value: 1.5 }
 "#;
         let cfg: UtilizationTransformConfig = serde_yaml::from_str(yaml).unwrap();
         let spec = UtilizationSpec::new(cfg).unwrap();
-        let idle = vec![("cpu".to_string(), "0".to_string()), ("mode".to_string(), "idle".to_string())];
-        assert_eq!(spec.roles("node_cpu_seconds_total", &idle), ROLE_USAGE | ROLE_CAPACITY);
+        let idle = vec![
+            ("cpu".to_string(), "0".to_string()),
+            ("mode".to_string(), "idle".to_string()),
+        ];
+        assert_eq!(
+            spec.roles("node_cpu_seconds_total", &idle),
+            ROLE_USAGE | ROLE_CAPACITY
+        );
         let user = vec![("mode".to_string(), "user".to_string())];
         assert_eq!(spec.roles("node_cpu_seconds_total", &user), 0);
         assert!(spec.wants_metric("node_cpu_seconds_total"));
@@ -207,7 +208,9 @@ request: { value: 1.5 }
         let mk = |id, per_sec: f64| SeriesData {
             id,
             meta,
-            points: (0..5).map(|i| (i * 15_000, 1000.0 + per_sec * 15.0 * i as f64)).collect(),
+            points: (0..5)
+                .map(|i| (i * 15_000, 1000.0 + per_sec * 15.0 * i as f64))
+                .collect(),
         };
         let (a, b) = (mk(1, 0.75), mk(2, 0.25));
         let (v, cost) = spec.compute(&[], &[&a, &b], 0, 60_000);
