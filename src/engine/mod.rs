@@ -31,6 +31,9 @@ pub mod tumbling;
 pub mod utilization;
 pub mod watermark;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::fmt;
 
