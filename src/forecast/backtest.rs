@@ -328,7 +328,10 @@ fn run_one(
         let ctx = ((steps_per_hour * 24.0) as usize).min(n_train);
         trace.history = s.values[n_train - ctx..n_train].to_vec();
         trace.steps_per_hour = steps_per_hour;
-        trace.title = format!("{name} — {} (1-step rolling forecast, p10–p90)", res.fitted_as);
+        trace.title = format!(
+            "{name} — {} (1-step rolling forecast, p10–p90)",
+            res.fitted_as
+        );
         res.trace = Some(trace);
     }
     let scale = scale?;
@@ -472,7 +475,9 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
                 })
                 .collect();
             if found.is_empty() {
-                return Err(ForecastError::InvalidInput(format!("{inp}: no file matches")));
+                return Err(ForecastError::InvalidInput(format!(
+                    "{inp}: no file matches"
+                )));
             }
             out.append(&mut found);
         } else if path.is_dir() {
@@ -481,7 +486,9 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
                 .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
                 .collect();
             if found.is_empty() {
-                return Err(ForecastError::InvalidInput(format!("{inp}: no .csv file inside")));
+                return Err(ForecastError::InvalidInput(format!(
+                    "{inp}: no .csv file inside"
+                )));
             }
             out.append(&mut found);
         } else if path.is_file() {
@@ -536,18 +543,30 @@ fn wildcard(pattern: &str, text: &str) -> bool {
 pub fn parse_timestamp(s: &str) -> Option<i64> {
     let s = s.trim();
     if let Ok(v) = s.parse::<i64>() {
-        return Some(if v.unsigned_abs() < 100_000_000_000 { v.saturating_mul(1000) } else { v });
+        return Some(if v.unsigned_abs() < 100_000_000_000 {
+            v.saturating_mul(1000)
+        } else {
+            v
+        });
     }
     if let Ok(v) = s.parse::<f64>() {
         if !v.is_finite() {
             return None;
         }
-        return Some(if v.abs() < 1e11 { (v * 1000.0).round() as i64 } else { v.round() as i64 });
+        return Some(if v.abs() < 1e11 {
+            (v * 1000.0).round() as i64
+        } else {
+            v.round() as i64
+        });
     }
     if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(dt.timestamp_millis());
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
             return Some(dt.and_utc().timestamp_millis());
         }
@@ -636,7 +655,10 @@ pub fn load_csv(
         for (c, &i) in value_idx.iter().enumerate() {
             let cell = rec.get(i).unwrap_or("");
             let v = parse_value(cell).ok_or_else(|| {
-                csv_err(format!("line {row}, column {:?}: bad number {cell:?}", headers[i]))
+                csv_err(format!(
+                    "line {row}, column {:?}: bad number {cell:?}",
+                    headers[i]
+                ))
             })?;
             cols[c].push(v);
         }
@@ -766,7 +788,8 @@ impl BacktestReport {
     /// `plots/*.svg` into `dir` (created if needed).
     pub fn write(&self, dir: &Path, plots: bool) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| ForecastError::io(dir, e))?;
-        let write = |p: PathBuf, text: &str| std::fs::write(&p, text).map_err(|e| ForecastError::io(&p, e));
+        let write =
+            |p: PathBuf, text: &str| std::fs::write(&p, text).map_err(|e| ForecastError::io(&p, e));
         write(dir.join("report.csv"), &self.to_csv())?;
         let md = format!(
             "# Backtest report\n\nProtocol: last {:.0}% of each series is the test part; fitted once on the training part; state updated per observation; MASE scaled by the in-sample seasonal naive MAE (m = {}); mean over series. Wall time {:.0} ms.\n\n## Aggregate\n\n{}\n## Per series\n\n{}",
@@ -786,7 +809,11 @@ impl BacktestReport {
         for r in &self.rows {
             if let Some(p) = &r.params {
                 write(
-                    pdir.join(format!("{}__{}.json", sanitize(&r.series), sanitize(&r.model))),
+                    pdir.join(format!(
+                        "{}__{}.json",
+                        sanitize(&r.series),
+                        sanitize(&r.model)
+                    )),
                     &serde_json::to_string_pretty(p)?,
                 )?;
             }
@@ -796,7 +823,11 @@ impl BacktestReport {
             std::fs::create_dir_all(&plot_dir).map_err(|e| ForecastError::io(&plot_dir, e))?;
             for r in &self.rows {
                 if let Some(t) = &r.trace {
-                    let p = plot_dir.join(format!("{}__{}.svg", sanitize(&r.series), sanitize(&r.model)));
+                    let p = plot_dir.join(format!(
+                        "{}__{}.svg",
+                        sanitize(&r.series),
+                        sanitize(&r.model)
+                    ));
                     plot_forecast(&p, t)?;
                 }
             }
@@ -807,7 +838,13 @@ impl BacktestReport {
 
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -899,11 +936,34 @@ mod tests {
     fn bad_series_become_error_rows() {
         let p = Protocol::default();
         let cfg = ModelConfig::default();
-        let r = backtest_one("empty", &Series::new(0, 1, vec![]).unwrap(), "naive", &cfg, &p);
+        let r = backtest_one(
+            "empty",
+            &Series::new(0, 1, vec![]).unwrap(),
+            "naive",
+            &cfg,
+            &p,
+        );
         assert!(r.error.is_some());
-        let r = backtest_one("const", &Series::new(0, 1, vec![1.0; 50]).unwrap(), "ets", &cfg, &p);
-        assert!(r.error.as_deref().unwrap_or("").contains("MASE scale undefined"));
-        let r = backtest_one("nan", &Series::new(0, 1, vec![f64::NAN; 50]).unwrap(), "auto", &cfg, &p);
+        let r = backtest_one(
+            "const",
+            &Series::new(0, 1, vec![1.0; 50]).unwrap(),
+            "ets",
+            &cfg,
+            &p,
+        );
+        assert!(
+            r.error
+                .as_deref()
+                .unwrap_or("")
+                .contains("MASE scale undefined")
+        );
+        let r = backtest_one(
+            "nan",
+            &Series::new(0, 1, vec![f64::NAN; 50]).unwrap(),
+            "auto",
+            &cfg,
+            &p,
+        );
         assert!(r.error.is_some());
         let series = vec![("x".to_string(), Series::new(0, 1, vec![1.0, 2.0]).unwrap())];
         assert!(backtest_series(&series, &["nope".to_string()], &cfg, &p).is_err());
@@ -920,7 +980,11 @@ mod tests {
                 continue; // missing timestamp -> gap
             }
             let ts = chrono::DateTime::from_timestamp(1_400_000_000 + i * 300, 0).unwrap();
-            let v = if i == 200 { String::new() } else { format!("{}", (i % 7) as f64) };
+            let v = if i == 200 {
+                String::new()
+            } else {
+                format!("{}", (i % 7) as f64)
+            };
             text.push_str(&format!("{},{v}\n", ts.format("%Y-%m-%d %H:%M:%S")));
         }
         std::fs::write(&path, text).unwrap();
@@ -932,7 +996,8 @@ mod tests {
         assert_eq!(s.len(), 400);
         assert!(s.values[100].is_nan() && s.values[200].is_nan());
 
-        let mut args = BacktestArgs::with_inputs(vec![dir.path().join("*.csv").display().to_string()]);
+        let mut args =
+            BacktestArgs::with_inputs(vec![dir.path().join("*.csv").display().to_string()]);
         args.models = vec!["naive".into(), "auto".into()];
         args.out = Some(dir.path().join("out"));
         args.plots = true;
@@ -940,7 +1005,13 @@ mod tests {
         assert_eq!(rep.rows.len(), 2);
         assert!(rep.rows.iter().all(|r| r.error.is_none()));
         let out = dir.path().join("out");
-        for f in ["report.csv", "report.md", "report.json", "plots/s1__auto.svg", "params/s1__naive.json"] {
+        for f in [
+            "report.csv",
+            "report.md",
+            "report.json",
+            "plots/s1__auto.svg",
+            "params/s1__naive.json",
+        ] {
             assert!(out.join(f).exists(), "{f} missing");
         }
     }
@@ -957,9 +1028,15 @@ mod tests {
         assert!(series[1].1.values[1].is_nan());
         let bad = dir.path().join("b.csv");
         std::fs::write(&bad, "timestamp,value\n2020-01-01 00:00:00,abc\n").unwrap();
-        assert!(matches!(load_csv(&bad, None, None, None), Err(ForecastError::Csv { .. })));
+        assert!(matches!(
+            load_csv(&bad, None, None, None),
+            Err(ForecastError::Csv { .. })
+        ));
         std::fs::write(&bad, "timestamp,value\nyesterday,1\n").unwrap();
-        assert!(matches!(load_csv(&bad, None, None, None), Err(ForecastError::Csv { .. })));
+        assert!(matches!(
+            load_csv(&bad, None, None, None),
+            Err(ForecastError::Csv { .. })
+        ));
         assert!(expand_inputs(&["/nonexistent/x.csv".into()]).is_err());
     }
 

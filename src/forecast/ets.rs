@@ -454,7 +454,10 @@ pub fn fit_variant(y: &[f64], trend: Trend, season: Season, m: usize) -> Result<
     };
     let (xbest, sse) = nelder_mead(&mut objective, &x0, 1.0, 150 * x0.len() + 100);
     if !sse.is_finite() {
-        return Err(ForecastError::fit(label, "SSE is not finite for any parameters"));
+        return Err(ForecastError::fit(
+            label,
+            "SSE is not finite for any parameters",
+        ));
     }
     let mut p = template;
     decode(&xbest, &mut p);
@@ -481,7 +484,18 @@ pub struct AutoEts {
     state: Option<EtsState>,
     /// (label, AICc) of every variant tried.
     tried: Vec<(String, f64)>,
+    /// Robust scale of the in-sample one-step errors (1.4826 × median |e|).
+    err_scale: f64,
+    /// Signed count of consecutive large one-step errors (level-shift guard).
+    run: i32,
+    /// Number of level resets done by the guard since the fit.
+    resets: usize,
 }
+
+/// Level-shift guard: this many consecutive one-step errors of the same sign ...
+pub const SHIFT_RUN: i32 = 6;
+/// ... each larger than this many robust error scales reset the level to the data.
+pub const SHIFT_SIGMAS: f64 = 4.0;
 
 impl AutoEts {
     /// An unfitted model configured from `cfg`.
@@ -494,6 +508,9 @@ impl AutoEts {
             fitted: None,
             state: None,
             tried: Vec::new(),
+            err_scale: 0.0,
+            run: 0,
+            resets: 0,
         }
     }
 
@@ -561,6 +578,14 @@ impl PointModel for AutoEts {
                     .unwrap_or_else(|| ForecastError::fit("ets", "no variant could be fitted")));
             }
         };
+        // Robust scale of the in-sample one-step errors for the level-shift guard.
+        let mut st = best.initial_state();
+        let mut errs: Vec<f64> = y.iter().map(|v| best.step(&mut st, *v).abs()).collect();
+        errs.retain(|e| e.is_finite());
+        errs.sort_by(|a, b| a.total_cmp(b));
+        let med = errs.get(errs.len() / 2).copied().unwrap_or(0.0);
+        let mean = errs.iter().sum::<f64>() / errs.len().max(1) as f64;
+        self.err_scale = if med > 0.0 { 1.4826 * med } else { mean };
         self.fitted = Some(best);
         self.reset(y)
     }
@@ -575,12 +600,47 @@ impl PointModel for AutoEts {
             p.step(&mut st, v);
         }
         self.state = Some(st);
+        self.run = 0;
+        self.resets = 0;
         Ok(())
     }
 
+    /// Filter step plus the level-shift guard: after [`SHIFT_RUN`] consecutive one-step errors
+    /// of one sign, each beyond [`SHIFT_SIGMAS`] robust error scales, the level jumps to the
+    /// data (trend reset to 0, season kept). Parameters are unchanged; this only moves state.
     fn update(&mut self, y: f64) {
-        if let (Some(p), Some(st)) = (self.fitted.as_ref(), self.state.as_mut()) {
-            p.step(st, y);
+        let (Some(p), Some(st)) = (self.fitted.as_ref(), self.state.as_mut()) else {
+            return;
+        };
+        let e = p.step(st, y);
+        if !e.is_finite() {
+            return;
+        }
+        let big = e.abs() > SHIFT_SIGMAS * self.err_scale && e != 0.0;
+        let sign = if e > 0.0 { 1 } else { -1 };
+        self.run = if !big {
+            0
+        } else if self.run.signum() == sign {
+            self.run + sign
+        } else {
+            sign
+        };
+        if self.run.abs() >= SHIFT_RUN {
+            // The index just used is pos - 1 (the filter has advanced).
+            let m = st.s.len();
+            let s_used = if m > 0 {
+                st.s[(st.pos + m - 1) % m]
+            } else {
+                0.0
+            };
+            st.l = match p.season {
+                Season::Additive if m > 0 => y - s_used,
+                Season::Multiplicative if m > 0 && s_used.abs() > 1e-10 => y / s_used,
+                _ => y,
+            };
+            st.b = 0.0;
+            self.run = 0;
+            self.resets += 1;
         }
     }
 
@@ -594,6 +654,8 @@ impl PointModel for AutoEts {
     fn params(&self) -> serde_json::Value {
         serde_json::json!({
             "selected": self.fitted,
+            "error_scale": self.err_scale,
+            "level_resets_since_fit": self.resets,
             "candidates_aicc": self.tried.iter().map(|(l, a)| serde_json::json!({"variant": l, "aicc": a})).collect::<Vec<_>>(),
         })
     }
@@ -674,7 +736,9 @@ pub(crate) mod tests {
     #[test]
     fn recovers_linear_trend() {
         let e = noise(500, 3);
-        let y: Vec<f64> = (0..500).map(|t| 5.0 + 0.5 * t as f64 + 0.1 * e[t]).collect();
+        let y: Vec<f64> = (0..500)
+            .map(|t| 5.0 + 0.5 * t as f64 + 0.1 * e[t])
+            .collect();
         let mut ets = AutoEts::new(&ModelConfig {
             season: Some(0),
             ..ModelConfig::default()
@@ -703,7 +767,8 @@ pub(crate) mod tests {
             .unwrap();
         let f = model.predict(2 * m).unwrap();
         for (j, v) in f.mean.iter().enumerate() {
-            let truth = 20.0 + 5.0 * (2.0 * std::f64::consts::PI * (y.len() + j) as f64 / m as f64).sin();
+            let truth =
+                20.0 + 5.0 * (2.0 * std::f64::consts::PI * (y.len() + j) as f64 / m as f64).sin();
             assert!((v - truth).abs() < 0.05, "step {j}: {v} vs {truth}");
         }
     }
@@ -734,12 +799,15 @@ pub(crate) mod tests {
             ..ModelConfig::default()
         };
         let mut ets = AutoEts::new(&cfg);
-        ets.fit_params(&[1.0, 2.0, 3.0, 2.0, 1.0, 2.0, 3.0], 0, 1).unwrap();
+        ets.fit_params(&[1.0, 2.0, 3.0, 2.0, 1.0, 2.0, 3.0], 0, 1)
+            .unwrap();
         assert_eq!(ets.selected().unwrap().season, Season::None);
         assert!(fit_variant(&[1.0; 10], Trend::None, Season::Additive, 50).is_err());
         // Constant: exact forecast.
         let mut model = model_by_name("ets", &ModelConfig::default()).unwrap();
-        model.fit(&Series::new(0, 1, vec![3.0; 100]).unwrap()).unwrap();
+        model
+            .fit(&Series::new(0, 1, vec![3.0; 100]).unwrap())
+            .unwrap();
         let f = model.predict(5).unwrap();
         assert!(f.mean.iter().all(|v| (v - 3.0).abs() < 1e-9));
         // Too short for the model at all.
@@ -748,6 +816,25 @@ pub(crate) mod tests {
             model.fit(&Series::new(0, 1, vec![1.0, 2.0]).unwrap()),
             Err(ForecastError::TooShort { .. })
         ));
+    }
+
+    #[test]
+    fn level_shift_guard_follows_a_step() {
+        // Noise around 30 fitted with a small alpha, then the level drops to 0.
+        let e = noise(2000, 13);
+        let y: Vec<f64> = (0..2000).map(|t| 30.0 + 0.5 * e[t]).collect();
+        let mut ets = AutoEts::new(&ModelConfig {
+            season: Some(0),
+            ..ModelConfig::default()
+        });
+        ets.fit_params(&y, 0, 1).unwrap();
+        assert!(ets.selected().unwrap().alpha < 0.2);
+        for _ in 0..SHIFT_RUN {
+            ets.update(0.0);
+        }
+        let f = ets.point(3);
+        assert!(f.iter().all(|v| v.abs() < 1.0), "{f:?}");
+        assert_eq!(ets.params()["level_resets_since_fit"], 1);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! No parameters. The reference every other model has to beat on noisy series; `auto` falls
 //! back to it (or to a blend with it) when nothing does better in its validation backtest.
 
-use crate::forecast::error::{ForecastError, Result};
 use crate::forecast::PointModel;
+use crate::forecast::error::{ForecastError, Result};
 
 /// Last-value forecaster. Construct with [`Naive::new`] or `model_by_name("naive", ..)`.
 #[derive(Debug, Clone, Default)]
@@ -95,7 +95,10 @@ mod tests {
         let mut m = model_by_name("naive", &ModelConfig::default()).unwrap();
         assert!(matches!(m.predict(1), Err(ForecastError::NotFitted(_))));
         assert!(m.fit(&Series::new(0, 1, vec![]).unwrap()).is_err());
-        assert!(m.fit(&Series::new(0, 1, vec![f64::NAN; 4]).unwrap()).is_err());
+        assert!(
+            m.fit(&Series::new(0, 1, vec![f64::NAN; 4]).unwrap())
+                .is_err()
+        );
         m.fit(&Series::new(0, 1, vec![1.0]).unwrap()).unwrap();
         assert!(m.predict(0).is_err());
     }

@@ -98,7 +98,9 @@ pub fn plot_forecast(path: &Path, d: &PlotData) -> Result<()> {
             .draw_series(std::iter::once(Polygon::new(band, band_color.filled())))
             .map_err(err)?
             .label("p10–p90")
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], band_color.filled()));
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 15, y + 5)], band_color.filled())
+            });
     }
     let hist = d
         .history

@@ -142,7 +142,9 @@ mod tests {
     #[test]
     fn detects_daily_season() {
         let step = 3_600_000; // hourly, season 24
-        let vals: Vec<f64> = (0..24 * 5).map(|i| ((i % 24) as f64 - 12.0).abs()).collect();
+        let vals: Vec<f64> = (0..24 * 5)
+            .map(|i| ((i % 24) as f64 - 12.0).abs())
+            .collect();
         let mut p = SeasonalNaive::new(&ModelConfig::default());
         p.fit_params(&vals, 0, step).unwrap();
         assert_eq!(p.season(), Some(24));

@@ -64,7 +64,8 @@ impl Series {
 
     /// Timestamp of slot `i`.
     pub fn timestamp(&self, i: usize) -> i64 {
-        self.start_ms.saturating_add(self.step_ms.saturating_mul(i as i64))
+        self.start_ms
+            .saturating_add(self.step_ms.saturating_mul(i as i64))
     }
 
     /// Timestamp one step after the last slot (where a forecast starts).
@@ -400,7 +401,11 @@ mod tests {
         let s = Series::new(0, 1, vec![1.0; 3]).unwrap();
         assert!(matches!(
             s.check("x", 5),
-            Err(ForecastError::TooShort { needed: 5, got: 3, .. })
+            Err(ForecastError::TooShort {
+                needed: 5,
+                got: 3,
+                ..
+            })
         ));
         assert!(Series::new(0, 0, vec![]).is_err());
     }
