@@ -14,9 +14,9 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
+use crate::recommend::Result;
 use crate::recommend::policy::{Mode, TargetKind, TargetPolicy};
 use crate::recommend::record::Recommendation;
-use crate::recommend::Result;
 
 /// The future returned by [`Actuator::set_replicas`].
 pub type ActuatorFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::recommend::limits::{self, CompiledSchedule, Direction, LimitState};
-use crate::recommend::policy::{PredictiveConfig, ReactiveFallback, RecommenderConfig, TargetPolicy};
+use crate::recommend::policy::{
+    PredictiveConfig, ReactiveFallback, RecommenderConfig, TargetPolicy,
+};
 use crate::recommend::predictive::{self, ForecastWindow, QuantilePoint};
 use crate::recommend::record::{ForecastUsed, Recommendation};
 use crate::recommend::vertical::{self, UsageSample};
@@ -126,16 +128,10 @@ impl TargetRecommender {
 
     fn reactive_part(&self, fallback: ReactiveFallback, obs: &Observation) -> Option<Proposal> {
         match fallback {
-            ReactiveFallback::Hpa => Some(hpa::recommend(
-                &self.policy,
-                &Default::default(),
-                obs,
-            )),
-            ReactiveFallback::Reactive => Some(reactive::recommend(
-                &self.policy,
-                &Default::default(),
-                obs,
-            )),
+            ReactiveFallback::Hpa => Some(hpa::recommend(&self.policy, &Default::default(), obs)),
+            ReactiveFallback::Reactive => {
+                Some(reactive::recommend(&self.policy, &Default::default(), obs))
+            }
             ReactiveFallback::None => None,
         }
     }
@@ -217,7 +213,9 @@ impl TargetRecommender {
                     * (v.cpu_cores.target * policy.pricing.cpu_core_hour_usd
                         + v.memory_gib.target * policy.pricing.memory_gib_hour_usd),
             ),
-            _ => policy.replica_hour_usd().map(|c| c * f64::from(recommended)),
+            _ => policy
+                .replica_hour_usd()
+                .map(|c| c * f64::from(recommended)),
         };
 
         let mut reason = proposal.reason.clone();

@@ -217,8 +217,7 @@ pub fn apply(
         ));
         desired = current;
         limited_by = Some("cooldown".into());
-    } else if desired > current && within(state.last_scale_up, now, policy.scale_up_cooldown_secs)
-    {
+    } else if desired > current && within(state.last_scale_up, now, policy.scale_up_cooldown_secs) {
         notes.push(format!(
             "scale-up to {desired} held: scale-up cooldown of {} s",
             policy.scale_up_cooldown_secs
@@ -238,7 +237,9 @@ pub fn apply(
         && desired - current > step
     {
         let to = current.saturating_add(step);
-        notes.push(format!("scale-up limited to +{step} per decision ({desired} → {to})"));
+        notes.push(format!(
+            "scale-up limited to +{step} per decision ({desired} → {to})"
+        ));
         desired = to;
         limited_by = Some("max_step".into());
     } else if desired < current
@@ -251,7 +252,9 @@ pub fn apply(
         && current - desired > step
     {
         let to = current.saturating_sub(step);
-        notes.push(format!("scale-down limited to -{step} per decision ({desired} → {to})"));
+        notes.push(format!(
+            "scale-down limited to -{step} per decision ({desired} → {to})"
+        ));
         desired = to;
         limited_by = Some("max_step".into());
     }

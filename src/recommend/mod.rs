@@ -40,7 +40,7 @@ pub use policy::{
     TargetPolicy,
 };
 pub use predictive::{ForecastWindow, QuantilePoint};
-pub use record::{ForecastUsed, Recommendation, records_to_batch, recommendations_schema};
+pub use record::{ForecastUsed, Recommendation, recommendations_schema, records_to_batch};
 pub use simulate::{SimulateArgs, SimulateReport, run};
 pub use vertical::{ResourceBounds, UsageSample, VerticalRecommendation};
 

@@ -567,8 +567,9 @@ impl PolicyFile {
         })?;
         let file = Self::from_yaml_str(&text)
             .map_err(|e| RecommendError::Policy(format!("{}: {e}", path.display())))?;
-        file.validate()
-            .map_err(|errs| RecommendError::Invalid(errs.into_iter().map(|e| e.to_string()).collect()))?;
+        file.validate().map_err(|errs| {
+            RecommendError::Invalid(errs.into_iter().map(|e| e.to_string()).collect())
+        })?;
         Ok(file)
     }
 
@@ -615,7 +616,10 @@ impl Check<'_> {
     }
     fn quantile(&mut self, field: &str, q: f64) {
         if !(q.is_finite() && q > 0.0 && q < 1.0) {
-            self.fail(field, format!("must be a quantile strictly between 0 and 1, got {q}"));
+            self.fail(
+                field,
+                format!("must be a quantile strictly between 0 and 1, got {q}"),
+            );
         }
     }
     fn percent(&mut self, field: &str, v: Option<f64>) {
@@ -647,10 +651,18 @@ impl TargetPolicy {
                 }
             }
             TargetKind::K8sDeployment => {
-                if self.namespace.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                if self
+                    .namespace
+                    .as_deref()
+                    .is_none_or(|s| s.trim().is_empty())
+                {
                     c.fail("namespace", "required when kind is k8s_deployment");
                 }
-                if self.deployment.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                if self
+                    .deployment
+                    .as_deref()
+                    .is_none_or(|s| s.trim().is_empty())
+                {
                     c.fail("deployment", "required when kind is k8s_deployment");
                 }
             }
@@ -694,17 +706,26 @@ impl TargetPolicy {
             );
         }
         if self.max_step_up_replicas == Some(0) {
-            c.fail("max_step_up_replicas", "must be at least 1 (omit for no limit)");
+            c.fail(
+                "max_step_up_replicas",
+                "must be at least 1 (omit for no limit)",
+            );
         }
         if self.max_step_down_replicas == Some(0) {
-            c.fail("max_step_down_replicas", "must be at least 1 (omit for no limit)");
+            c.fail(
+                "max_step_down_replicas",
+                "must be at least 1 (omit for no limit)",
+            );
         }
         c.percent("max_step_up_percent", self.max_step_up_percent);
         c.percent("max_step_down_percent", self.max_step_down_percent);
         if let Some(p) = self.max_step_down_percent
             && p > 100.0
         {
-            c.fail("max_step_down_percent", format!("must be at most 100, got {p}"));
+            c.fail(
+                "max_step_down_percent",
+                format!("must be at most 100, got {p}"),
+            );
         }
         if self.evaluation_interval_secs == 0 {
             c.fail("evaluation_interval_secs", "must be at least 1");
@@ -731,7 +752,10 @@ impl TargetPolicy {
             {
                 c.fail(
                     &format!("{f}.max_replicas"),
-                    format!("{mx} is below the schedule's min_replicas {}", s.min_replicas),
+                    format!(
+                        "{mx} is below the schedule's min_replicas {}",
+                        s.min_replicas
+                    ),
                 );
             }
         }
@@ -746,7 +770,10 @@ impl TargetPolicy {
         }
         for (f, v) in [
             ("pricing.cpu_core_hour_usd", self.pricing.cpu_core_hour_usd),
-            ("pricing.memory_gib_hour_usd", self.pricing.memory_gib_hour_usd),
+            (
+                "pricing.memory_gib_hour_usd",
+                self.pricing.memory_gib_hour_usd,
+            ),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 c.fail(f, format!("must be >= 0, got {v}"));
@@ -843,7 +870,11 @@ pub fn replicas_needed(load: f64, usable_per_replica: f64) -> u32 {
     // Guard against 2.0000000001 from float noise turning into 3.
     let r = load / usable_per_replica;
     let c = (r - 1e-9).ceil();
-    if c >= u32::MAX as f64 { u32::MAX } else { c.max(0.0) as u32 }
+    if c >= u32::MAX as f64 {
+        u32::MAX
+    } else {
+        c.max(0.0) as u32
+    }
 }
 
 fn validate_reactive(c: &mut Check<'_>, r: &ReactiveConfig, kind: MetricKind) {
@@ -851,10 +882,16 @@ fn validate_reactive(c: &mut Check<'_>, r: &ReactiveConfig, kind: MetricKind) {
     let up = r.scale_up_threshold.unwrap_or(du);
     let down = r.scale_down_threshold.unwrap_or(dd);
     if !(up.is_finite() && up > 0.0) {
-        c.fail("recommender.scale_up_threshold", format!("must be > 0, got {up}"));
+        c.fail(
+            "recommender.scale_up_threshold",
+            format!("must be > 0, got {up}"),
+        );
     }
     if !(down.is_finite() && down >= 0.0) {
-        c.fail("recommender.scale_down_threshold", format!("must be >= 0, got {down}"));
+        c.fail(
+            "recommender.scale_down_threshold",
+            format!("must be >= 0, got {down}"),
+        );
     }
     if down >= up {
         c.fail(
@@ -871,18 +908,27 @@ fn validate_reactive(c: &mut Check<'_>, r: &ReactiveConfig, kind: MetricKind) {
     if let Some(f) = r.scale_up_factor
         && !(f.is_finite() && f > 1.0)
     {
-        c.fail("recommender.scale_up_factor", format!("must be > 1, got {f}"));
+        c.fail(
+            "recommender.scale_up_factor",
+            format!("must be > 1, got {f}"),
+        );
     }
     if let Some(f) = r.scale_down_factor
         && !(f.is_finite() && f > 0.0 && f < 1.0)
     {
-        c.fail("recommender.scale_down_factor", format!("must be in (0, 1), got {f}"));
+        c.fail(
+            "recommender.scale_down_factor",
+            format!("must be in (0, 1), got {f}"),
+        );
     }
 }
 
 fn validate_hpa(c: &mut Check<'_>, h: &HpaConfig) {
     if !(h.tolerance.is_finite() && h.tolerance >= 0.0 && h.tolerance < 1.0) {
-        c.fail("recommender.tolerance", format!("must be in [0, 1), got {}", h.tolerance));
+        c.fail(
+            "recommender.tolerance",
+            format!("must be in [0, 1), got {}", h.tolerance),
+        );
     }
 }
 
@@ -892,7 +938,10 @@ fn validate_predictive(c: &mut Check<'_>, at: &str, p: &PredictiveConfig) {
         c.fail(&format!("{at}.model"), "must not be empty");
     }
     if p.lookahead_secs == Some(0) {
-        c.fail(&format!("{at}.lookahead_secs"), "must be at least 1 (omit for the default)");
+        c.fail(
+            &format!("{at}.lookahead_secs"),
+            "must be at least 1 (omit for the default)",
+        );
     }
 }
 
@@ -913,13 +962,19 @@ fn validate_vertical(c: &mut Check<'_>, at: &str, v: &VerticalConfig) {
     if v.max_cpu_cores.is_nan() || v.max_cpu_cores < v.min_cpu_cores {
         c.fail(
             &format!("{at}.max_cpu_cores"),
-            format!("{} is below min_cpu_cores {}", v.max_cpu_cores, v.min_cpu_cores),
+            format!(
+                "{} is below min_cpu_cores {}",
+                v.max_cpu_cores, v.min_cpu_cores
+            ),
         );
     }
     if v.max_memory_gib.is_nan() || v.max_memory_gib < v.min_memory_gib {
         c.fail(
             &format!("{at}.max_memory_gib"),
-            format!("{} is below min_memory_gib {}", v.max_memory_gib, v.min_memory_gib),
+            format!(
+                "{} is below min_memory_gib {}",
+                v.max_memory_gib, v.min_memory_gib
+            ),
         );
     }
 }

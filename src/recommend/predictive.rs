@@ -101,7 +101,8 @@ impl ForecastWindow {
         let points = (0..n)
             .filter_map(|i| {
                 let ts = DateTime::<Utc>::from_timestamp_millis(
-                    f.start_ms.saturating_add(f.step_ms.saturating_mul(i as i64)),
+                    f.start_ms
+                        .saturating_add(f.step_ms.saturating_mul(i as i64)),
                 )?;
                 Some(QuantilePoint {
                     ts,
@@ -121,7 +122,8 @@ impl ForecastWindow {
 
     /// Steps with `now < ts <= now + lookahead_secs`.
     pub fn window(&self, now: DateTime<Utc>, lookahead_secs: u64) -> Vec<&QuantilePoint> {
-        let end = now + TimeDelta::seconds(i64::try_from(lookahead_secs).unwrap_or(i64::MAX / 4_000));
+        let end =
+            now + TimeDelta::seconds(i64::try_from(lookahead_secs).unwrap_or(i64::MAX / 4_000));
         self.points
             .iter()
             .filter(|p| p.ts > now && p.ts <= end && p.p50.is_finite() && p.p90.is_finite())
@@ -213,7 +215,11 @@ pub fn recommend(
             } else {
                 "no forecast yet"
             };
-            Proposal::new(re.replicas, re.by, format!("{why}; reactive: {}", re.reason))
+            Proposal::new(
+                re.replicas,
+                re.by,
+                format!("{why}; reactive: {}", re.reason),
+            )
         }
         (None, None) => Proposal::new(
             obs.current_replicas,
@@ -230,7 +236,8 @@ pub fn normal_cdf(x: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * z.abs());
     let poly = t
         * (0.254_829_592
-            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     let erf = 1.0 - poly * (-z * z).exp();
     let erf = if z >= 0.0 { erf } else { -erf };
     0.5 * (1.0 + erf)

@@ -329,15 +329,17 @@ pub fn read_trace(
     let find = |name: &str| headers.iter().position(|h| h == name);
     let ts_col = match timestamp_column {
         Some(c) => Some(find(c).ok_or_else(|| {
-            csv_err(format!("no timestamp column {c:?} (columns: {})", headers.join(", ")))
+            csv_err(format!(
+                "no timestamp column {c:?} (columns: {})",
+                headers.join(", ")
+            ))
         })?),
         None if step_secs.is_none() => find("timestamp"),
         None => None,
     };
     let val_col = match column {
-        Some(c) => find(c).ok_or_else(|| {
-            csv_err(format!("no column {c:?} (columns: {})", headers.join(", ")))
-        })?,
+        Some(c) => find(c)
+            .ok_or_else(|| csv_err(format!("no column {c:?} (columns: {})", headers.join(", "))))?,
         None => find("value")
             .or_else(|| (0..headers.len()).find(|i| Some(*i) != ts_col))
             .ok_or_else(|| csv_err("no value column".into()))?,
@@ -362,12 +364,15 @@ pub fn read_trace(
         let t = match ts_col {
             Some(c) => {
                 let raw = rec.get(c).unwrap_or("");
-                parse_ts(raw)
-                    .ok_or_else(|| csv_err(format!("line {row}: timestamp {raw:?} not understood")))?
+                parse_ts(raw).ok_or_else(|| {
+                    csv_err(format!("line {row}: timestamp {raw:?} not understood"))
+                })?
             }
             None => {
                 let step = step_secs.unwrap_or(300) as i64 * 1000;
-                start.timestamp_millis().saturating_add(step.saturating_mul(line as i64))
+                start
+                    .timestamp_millis()
+                    .saturating_add(step.saturating_mul(line as i64))
             }
         };
         ts.push(t);
@@ -396,7 +401,11 @@ pub fn read_trace(
 }
 
 /// The baseline policies, sized with `capacity` at `target_percent`.
-pub fn baselines(capacity: f64, target_percent: f64, max_replicas: u32) -> Vec<(String, SimPolicy)> {
+pub fn baselines(
+    capacity: f64,
+    target_percent: f64,
+    max_replicas: u32,
+) -> Vec<(String, SimPolicy)> {
     let mut reactive = TargetPolicy::example("reactive", capacity, 1, max_replicas);
     reactive.metric.kind = MetricKind::Cpu;
     reactive.target_utilization_percent = target_percent;
@@ -476,7 +485,10 @@ pub fn simulate_trace(
     let needed: Vec<Option<u32>> = trace
         .values
         .iter()
-        .map(|v| v.is_finite().then(|| replicas_needed(*v, usable_per_replica)))
+        .map(|v| {
+            v.is_finite()
+                .then(|| replicas_needed(*v, usable_per_replica))
+        })
         .collect();
     let peak = trace.values[warmup..]
         .iter()
@@ -484,7 +496,12 @@ pub fn simulate_trace(
         .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max);
     let static_replicas = replicas_needed(peak, usable_per_replica).max(1);
-    let first_load = trace.values.iter().copied().find(|v| v.is_finite()).unwrap_or(0.0);
+    let first_load = trace
+        .values
+        .iter()
+        .copied()
+        .find(|v| v.is_finite())
+        .unwrap_or(0.0);
 
     // Recommenders and forecast runners.
     let mut recs: Vec<Option<TargetRecommender>> = Vec::with_capacity(policies.len());
@@ -565,7 +582,11 @@ pub fn simulate_trace(
         let load = trace.values[i];
         // Usable replicas: min of desired over [t - delay, t).
         for k in 0..np {
-            let mut u = if i == 0 { initial[k] } else { desired[k][i - 1] };
+            let mut u = if i == 0 {
+                initial[k]
+            } else {
+                desired[k][i - 1]
+            };
             let window_start = trace.start_ms + trace.step_ms * i as i64 - delay_ms;
             let mut j = i;
             while j > 0 {
@@ -627,20 +648,23 @@ pub fn simulate_trace(
         }));
         // Decisions.
         for k in 0..np {
-            let prev = if i == 0 { initial[k] } else { desired[k][i - 1] };
+            let prev = if i == 0 {
+                initial[k]
+            } else {
+                desired[k][i - 1]
+            };
             let next = match &mut recs[k] {
                 None => static_replicas,
                 Some(r) if load.is_finite() => {
-                    let fw = r
-                        .predictive_config()
-                        .and_then(|c| forecasts.get(&c.model));
+                    let fw = r.predictive_config().and_then(|c| forecasts.get(&c.model));
                     let obs = Observation {
                         ts: t,
                         data_ts: t,
                         load,
                         current_replicas: prev,
                     };
-                    r.decide(Inputs::new(obs).with_forecast(fw))?.recommended_replicas
+                    r.decide(Inputs::new(obs).with_forecast(fw))?
+                        .recommended_replicas
                 }
                 Some(_) => prev,
             };
@@ -653,7 +677,9 @@ pub fn simulate_trace(
     // Scoring.
     let step_h = step_secs as f64 / 3600.0;
     let step_min = step_secs as f64 / 60.0;
-    let scored: Vec<usize> = (warmup..n).filter(|i| trace.values[*i].is_finite()).collect();
+    let scored: Vec<usize> = (warmup..n)
+        .filter(|i| trace.values[*i].is_finite())
+        .collect();
     let mut results = Vec::with_capacity(np);
     for (k, (name, p)) in policies.iter().enumerate() {
         let replica_hours: f64 = (warmup..n).map(|i| f64::from(desired[k][i]) * step_h).sum();
@@ -677,7 +703,8 @@ pub fn simulate_trace(
                 0.0
             };
         }
-        let (ups, downs, up_ahead) = latencies(&desired[k], &needed, &initial[k], warmup, step_secs);
+        let (ups, downs, up_ahead) =
+            latencies(&desired[k], &needed, &initial[k], warmup, step_secs);
         let actions = (warmup.max(1)..n)
             .filter(|i| desired[k][*i] != desired[k][i - 1])
             .count()
@@ -797,7 +824,10 @@ pub fn render_table(r: &SimulateReport) -> String {
         s,
         "| policy | replica-h | cost $ | vs static | under-prov min | under % | saturated min | peak over | mean util % | actions | up p50/max s | up ahead | down p50/max s |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for p in &r.policies {
         let _ = writeln!(
             s,
@@ -924,7 +954,13 @@ pub fn write_timeline(
         reason: e.to_string(),
     };
     let mut w = csv::Writer::from_path(path).map_err(err)?;
-    let mut header = vec!["ts".to_string(), "load".into(), "p10".into(), "p50".into(), "p90".into()];
+    let mut header = vec![
+        "ts".to_string(),
+        "load".into(),
+        "p10".into(),
+        "p50".into(),
+        "p90".into(),
+    ];
     for n in names {
         header.push(format!("{n}_desired"));
         header.push(format!("{n}_usable"));
@@ -932,10 +968,7 @@ pub fn write_timeline(
     }
     w.write_record(&header).map_err(err)?;
     for i in 0..trace.values.len() {
-        let mut row = vec![
-            trace.ts(i).to_rfc3339(),
-            format!("{}", trace.values[i]),
-        ];
+        let mut row = vec![trace.ts(i).to_rfc3339(), format!("{}", trace.values[i])];
         match tl.band.get(i).copied().flatten() {
             Some((a, b, c)) => row.extend([format!("{a}"), format!("{b}"), format!("{c}")]),
             None => row.extend([String::new(), String::new(), String::new()]),
@@ -1032,22 +1065,38 @@ pub fn plot_svg(
             .draw_series(std::iter::once(Polygon::new(poly, BLUE.mix(0.15).filled())))
             .map_err(|e| perr(e.to_string()))?
             .label("forecast p10–p90 (1 step)")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], BLUE.mix(0.15).filled()));
+            .legend(|(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 15, y + 5)], BLUE.mix(0.15).filled())
+            });
     }
     chart
         .draw_series(LineSeries::new(
-            xs.iter().zip(&load).filter(|(_, v)| v.is_finite()).map(|(x, v)| (*x, *v)),
+            xs.iter()
+                .zip(&load)
+                .filter(|(_, v)| v.is_finite())
+                .map(|(x, v)| (*x, *v)),
             BLACK.stroke_width(1),
         ))
         .map_err(|e| perr(e.to_string()))?
         .label("load")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK));
-    let palette = [RED, GREEN, MAGENTA, CYAN, BLUE, RGBColor(255, 140, 0), RGBColor(128, 0, 128)];
+    let palette = [
+        RED,
+        GREEN,
+        MAGENTA,
+        CYAN,
+        BLUE,
+        RGBColor(255, 140, 0),
+        RGBColor(128, 0, 128),
+    ];
     for (k, name) in names.iter().enumerate() {
         let c = palette[k % palette.len()];
         chart
             .draw_series(LineSeries::new(
-                xs.iter().zip(&caps[k]).filter(|(_, v)| v.is_finite()).map(|(x, v)| (*x, *v)),
+                xs.iter()
+                    .zip(&caps[k])
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(x, v)| (*x, *v)),
                 c.stroke_width(1),
             ))
             .map_err(|e| perr(e.to_string()))?
