@@ -423,7 +423,11 @@ mod tests {
         let last = rw[rw.len() - 1];
         for (j, v) in a.point(12).iter().enumerate() {
             let sd = ((j + 1) as f64).sqrt();
-            assert!((v - last).abs() < 0.3 * sd, "h{}: {v} vs last {last}", j + 1);
+            assert!(
+                (v - last).abs() < 0.3 * sd,
+                "h{}: {v} vs last {last}",
+                j + 1
+            );
         }
         let r = a.report().unwrap();
         let seasonal_w: f64 = r

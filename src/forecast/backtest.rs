@@ -360,6 +360,9 @@ pub fn backtest_series(
     if models.is_empty() {
         return Err(ForecastError::InvalidInput("no model to backtest".into()));
     }
+    if p.horizon == 0 {
+        return Err(ForecastError::InvalidConfig("horizon must be >= 1".into()));
+    }
     for m in models {
         model_by_name(m, cfg)?;
     }

@@ -381,6 +381,13 @@ pub fn fit_variant(y: &[f64], trend: Trend, season: Season, m: usize) -> Result<
             Season::Multiplicative => "M",
         }
     );
+    if y.len() < 4 {
+        return Err(ForecastError::TooShort {
+            what: label.clone(),
+            needed: 4,
+            got: y.len(),
+        });
+    }
     if y.iter().any(|v| !v.is_finite()) {
         return Err(ForecastError::InvalidInput(format!(
             "{label}: fit needs gap-free data"

@@ -43,7 +43,9 @@
 //! [`backtest::run`] (the `scalecast backtest` CLI, arguments [`backtest::BacktestArgs`])
 //! reads `timestamp,value` CSV files; [`backtest::backtest_series`] takes `(name, Series)`
 //! pairs from any source (e.g. a SQL query over history). For live forecasts,
-//! [`forecast_series`] fits and predicts one series in a single call.
+//! [`forecast_series`] fits and predicts one series in a single call, and [`live`] has the
+//! refit policy (every 6 h, ≥ 24 h of history, ≤ 14 days used) and table rows
+//! ([`live::forecast_rows`]: series, issued_at, target_ts, p10, p50, p90, mean, model).
 //!
 //! # Errors
 //! All functions return [`Result`] with [`ForecastError`]; no input makes this module panic.
@@ -54,6 +56,7 @@ pub mod error;
 pub mod ets;
 pub mod intervals;
 pub mod linreg;
+pub mod live;
 pub mod metrics;
 pub mod naive;
 pub mod plot;
@@ -296,4 +299,76 @@ pub fn forecast_series(
     m.fit(history)?;
     let f = m.predict(h)?;
     Ok((f, m.params()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            8 => -1e3f64..1e3,
+            1 => Just(f64::NAN),
+            1 => Just(0.0),
+            1 => Just(f64::INFINITY),
+            1 => Just(1e12),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// No model panics on arbitrary input: it fits or returns an error, and a fitted model
+        /// predicts finite, ordered bands after arbitrary updates.
+        #[test]
+        fn models_never_panic(
+            vals in proptest::collection::vec(value(), 0..400),
+            updates in proptest::collection::vec(value(), 0..20),
+            season in proptest::option::of(0usize..30),
+        ) {
+            let cfg = ModelConfig { season, ..ModelConfig::default() };
+            for name in MODEL_NAMES {
+                let mut m = model_by_name(name, &cfg).unwrap();
+                let s = Series::new(0, 300_000, vals.clone()).unwrap();
+                if m.fit(&s).is_err() {
+                    prop_assert!(m.predict(1).is_err());
+                    continue;
+                }
+                for u in &updates {
+                    m.update(*u);
+                }
+                let f = m.predict(30).unwrap();
+                prop_assert_eq!(f.len(), 30);
+                for i in 0..30 {
+                    prop_assert!(!(f.p10[i] > f.p50[i]) && !(f.p50[i] > f.p90[i]), "{name}: unordered band");
+                }
+                let _ = m.params();
+            }
+        }
+    }
+
+    #[test]
+    fn by_name_and_config_errors() {
+        assert!(matches!(
+            model_by_name("prophet", &ModelConfig::default()),
+            Err(ForecastError::UnknownModel(_))
+        ));
+        let bad = ModelConfig {
+            horizon: 0,
+            ..ModelConfig::default()
+        };
+        assert!(matches!(
+            model_by_name("naive", &bad),
+            Err(ForecastError::InvalidConfig(_))
+        ));
+        let (f, p) = forecast_series(
+            "auto",
+            &ModelConfig::default(),
+            &Series::new(0, 60_000, vec![1.0, 2.0, 3.0]).unwrap(),
+            2,
+        )
+        .unwrap();
+        assert_eq!(f.start_ms, 180_000);
+        assert!(p.is_object());
+    }
 }
