@@ -96,6 +96,16 @@ pub struct AuthConfig {
 }
 
 impl AuthConfig {
+    /// Checks that exactly one token source is set (the file is read at start).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        match (&self.bearer_token, &self.bearer_token_file) {
+            (Some(t), None) if !t.is_empty() => Ok(()),
+            (None, Some(_)) => Ok(()),
+            (Some(_), Some(_)) => Err("set bearer_token or bearer_token_file, not both".into()),
+            _ => Err("set bearer_token (non-empty) or bearer_token_file".into()),
+        }
+    }
+
     /// Resolves the token (reading the file if configured).
     pub fn token(&self) -> std::result::Result<String, String> {
         match (&self.bearer_token, &self.bearer_token_file) {
@@ -206,7 +216,7 @@ impl PipelineConfig {
             );
         }
         if let Some(auth) = &self.api.auth
-            && let Err(e) = auth.token()
+            && let Err(e) = auth.check()
         {
             err(&["api", "auth"], e);
         }
@@ -358,6 +368,22 @@ mod tests {
             "{e:?}"
         );
         assert!(e[2].starts_with("p.yaml:9:5: sources.a.path:"), "{e:?}");
+    }
+
+    #[test]
+    fn shipped_pipelines_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).expect("pipelines/") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "yaml") {
+                if let Err(errs) = PipelineConfig::load(&p) {
+                    panic!("{}: {errs:?}", p.display());
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 2);
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub struct AppState {
 
 impl AppState {
     /// The store, or a 503 answer while the WAL is still being replayed.
+    #[allow(clippy::result_large_err)] // an axum Response is the natural error of a handler step
     pub fn store(&self) -> Result<&Arc<Store>, Response> {
         self.store.get().ok_or_else(|| {
             api_error(

@@ -417,7 +417,9 @@ mod tests {
         }
     }
 
-    fn req(series: Vec<(Vec<prompb::Label>, Vec<(i64, f64)>)>) -> Vec<u8> {
+    type TestSeries = (Vec<prompb::Label>, Vec<(i64, f64)>);
+
+    fn req(series: Vec<TestSeries>) -> Vec<u8> {
         let r = WriteRequest {
             timeseries: series
                 .into_iter()

@@ -489,8 +489,15 @@ mod tests {
             s("a", h - 1, 0.5),
         ]);
         let cfg = ParquetConfig::default();
-        let metas = write_segment_range(dir.path(), &samples_schema(), &[b.clone()], 3, 3, &cfg)
-            .expect("write");
+        let metas = write_segment_range(
+            dir.path(),
+            &samples_schema(),
+            std::slice::from_ref(&b),
+            3,
+            3,
+            &cfg,
+        )
+        .expect("write");
         assert_eq!(metas.len(), 3);
         assert!(
             metas[1]
