@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::recommend::limits::{self, CompiledSchedule, Direction, LimitState};
 use crate::recommend::policy::{
-    PredictiveConfig, ReactiveFallback, RecommenderConfig, TargetPolicy,
+    HpaConfig, PredictiveConfig, ReactiveFallback, RecommenderConfig, TargetPolicy,
 };
 use crate::recommend::predictive::{self, ForecastWindow, QuantilePoint};
 use crate::recommend::record::{ForecastUsed, Recommendation};
@@ -126,9 +126,15 @@ impl TargetRecommender {
         }
     }
 
-    fn reactive_part(&self, fallback: ReactiveFallback, obs: &Observation) -> Option<Proposal> {
-        match fallback {
-            ReactiveFallback::Hpa => Some(hpa::recommend(&self.policy, &Default::default(), obs)),
+    fn reactive_part(&self, cfg: &PredictiveConfig, obs: &Observation) -> Option<Proposal> {
+        match cfg.reactive {
+            ReactiveFallback::Hpa => Some(hpa::recommend(
+                &self.policy,
+                &HpaConfig {
+                    tolerance: cfg.reactive_tolerance,
+                },
+                obs,
+            )),
             ReactiveFallback::Reactive => {
                 Some(reactive::recommend(&self.policy, &Default::default(), obs))
             }
@@ -146,7 +152,7 @@ impl TargetRecommender {
             RecommenderConfig::Reactive(c) => reactive::recommend(policy, c, &obs),
             RecommenderConfig::Hpa(c) => hpa::recommend(policy, c, &obs),
             RecommenderConfig::Predictive(c) => {
-                let re = self.reactive_part(c.reactive, &obs);
+                let re = self.reactive_part(c, &obs);
                 predictive::recommend(policy, c, &obs, inputs.forecast, re)
             }
             RecommenderConfig::Vertical(c) => {

@@ -289,3 +289,173 @@ pub fn apply(
         bounds: (min, max),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        // 2024-01-01 is a Monday, 00:00 UTC.
+        Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + TimeDelta::seconds(secs)
+    }
+
+    fn free(min: u32, max: u32) -> TargetPolicy {
+        let mut p = TargetPolicy::example("t", 1.0, min, max);
+        p.cooldown_secs = 0;
+        p.scale_down_stabilization_secs = 0;
+        p
+    }
+
+    #[test]
+    fn clamps_to_min_and_max() {
+        let p = free(2, 10);
+        let mut s = LimitState::default();
+        let r = apply(&p, &[], &mut s, t(0), 5, 0);
+        assert_eq!(
+            (r.replicas, r.limited_by.as_deref()),
+            (2, Some("min_replicas"))
+        );
+        let r = apply(&p, &[], &mut s, t(60), 5, 50);
+        assert_eq!(
+            (r.replicas, r.limited_by.as_deref()),
+            (10, Some("max_replicas"))
+        );
+        let r = apply(&p, &[], &mut s, t(120), 5, 7);
+        assert_eq!((r.replicas, r.limited_by), (7, None));
+    }
+
+    #[test]
+    fn scale_down_stabilization_keeps_the_window_max() {
+        let mut p = free(1, 100);
+        p.scale_down_stabilization_secs = 300;
+        let mut s = LimitState::default();
+        assert_eq!(apply(&p, &[], &mut s, t(0), 10, 10).replicas, 10);
+        let r = apply(&p, &[], &mut s, t(60), 10, 5);
+        assert_eq!(
+            (r.replicas, r.limited_by.as_deref()),
+            (10, Some("stabilization"))
+        );
+        assert_eq!(apply(&p, &[], &mut s, t(120), 10, 8).replicas, 10);
+        assert_eq!(apply(&p, &[], &mut s, t(299), 10, 4).replicas, 10);
+        // At 300 s the proposal of t=0 (10) left the window; the max is now 8 (t=120).
+        assert_eq!(apply(&p, &[], &mut s, t(300), 10, 4).replicas, 8);
+        // At 420 s only 4s remain in the window (t=299, 300, 420).
+        assert_eq!(apply(&p, &[], &mut s, t(420), 8, 4).replicas, 4);
+        // Scale-up is never stabilized.
+        assert_eq!(apply(&p, &[], &mut s, t(480), 4, 9).replicas, 9);
+    }
+
+    #[test]
+    fn cooldowns() {
+        let mut p = free(1, 100);
+        p.cooldown_secs = 300;
+        p.scale_up_cooldown_secs = 120;
+        let mut s = LimitState::default();
+        assert_eq!(
+            apply(&p, &[], &mut s, t(0), 5, 8).replicas,
+            8,
+            "first scale-up"
+        );
+        let r = apply(&p, &[], &mut s, t(100), 8, 4);
+        assert_eq!((r.replicas, r.limited_by.as_deref()), (8, Some("cooldown")));
+        let r = apply(&p, &[], &mut s, t(100), 8, 9);
+        assert_eq!(
+            (r.replicas, r.limited_by.as_deref()),
+            (8, Some("scale_up_cooldown"))
+        );
+        assert_eq!(
+            apply(&p, &[], &mut s, t(120), 8, 9).replicas,
+            9,
+            "up cooldown over"
+        );
+        // The scale-up at 120 restarts the scale-down cooldown.
+        assert_eq!(apply(&p, &[], &mut s, t(300), 9, 4).replicas, 9);
+        assert_eq!(apply(&p, &[], &mut s, t(420), 9, 4).replicas, 4);
+    }
+
+    #[test]
+    fn max_step_takes_the_larger_of_absolute_and_percent() {
+        let mut p = free(1, 1000);
+        p.max_step_up_replicas = Some(4);
+        p.max_step_up_percent = Some(100.0);
+        p.max_step_down_percent = Some(50.0);
+        let mut s = LimitState::default();
+        let r = apply(&p, &[], &mut s, t(0), 2, 20);
+        assert_eq!(
+            (r.replicas, r.limited_by.as_deref()),
+            (6, Some("max_step")),
+            "+4 > +100 %"
+        );
+        assert_eq!(
+            apply(&p, &[], &mut s, t(15), 10, 50).replicas,
+            20,
+            "+100 % > +4"
+        );
+        assert_eq!(apply(&p, &[], &mut s, t(30), 10, 1).replicas, 5, "-50 %");
+        assert_eq!(
+            apply(&p, &[], &mut s, t(45), 3, 1).replicas,
+            2,
+            "floor(1.5) = 1 step"
+        );
+        assert_eq!(max_step(3, None, Some(10.0), true), Some(1), "at least one");
+        assert_eq!(max_step(3, None, None, true), None);
+    }
+
+    #[test]
+    fn schedules_raise_the_minimum_and_bounds_beat_steps() {
+        let mut p = free(1, 20);
+        p.max_step_up_replicas = Some(2);
+        p.cooldown_secs = 7200;
+        p.schedules = vec![ScheduledOverride {
+            name: "biz".into(),
+            cron: "0 9 * * Mon-Fri".into(),
+            duration_secs: 3600,
+            min_replicas: 10,
+            max_replicas: Some(30),
+        }];
+        let sch = compile_schedules(&p).expect("cron parses");
+        let mut s = LimitState::default();
+        let nine = 9 * 3600;
+        assert_eq!(apply(&p, &sch, &mut s, t(nine - 60), 2, 2).replicas, 2);
+        let r = apply(&p, &sch, &mut s, t(nine), 2, 2);
+        assert_eq!(r.replicas, 10, "min wins over the +2 step");
+        assert_eq!(r.limited_by.as_deref(), Some("schedule:biz"));
+        assert_eq!(r.bounds, (10, 30));
+        assert_eq!(apply(&p, &sch, &mut s, t(nine + 60), 10, 25).replicas, 12);
+        // After the window the minimum is 1 again but the cooldown holds the scale-down.
+        let r = apply(&p, &sch, &mut s, t(nine + 3600), 12, 1);
+        assert_eq!(r.bounds, (1, 20));
+        assert_eq!(r.replicas, 12);
+    }
+
+    proptest! {
+        #[test]
+        fn result_always_within_bounds(
+            min in 0u32..50,
+            span in 0u32..100,
+            current in 0u32..300,
+            proposals in proptest::collection::vec(0u32..400, 1..30),
+            up_abs in proptest::option::of(1u32..10),
+            down_pct in proptest::option::of(1.0f64..100.0),
+            stab in 0u64..900,
+            cool in 0u64..900,
+        ) {
+            let max = min + span.max(1);
+            let mut p = free(min, max);
+            p.max_step_up_replicas = up_abs;
+            p.max_step_down_percent = down_pct;
+            p.scale_down_stabilization_secs = stab;
+            p.cooldown_secs = cool;
+            let mut s = LimitState::default();
+            let mut cur = current;
+            for (i, prop) in proposals.iter().enumerate() {
+                let r = apply(&p, &[], &mut s, t(i as i64 * 60), cur, *prop);
+                prop_assert!(r.replicas >= min && r.replicas <= max,
+                    "{} outside [{min}, {max}]", r.replicas);
+                cur = r.replicas;
+            }
+        }
+    }
+}

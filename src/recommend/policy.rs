@@ -259,6 +259,10 @@ pub struct PredictiveConfig {
     /// The reactive recommender combined as `max(predictive, reactive)` (default `hpa`).
     #[serde(default)]
     pub reactive: ReactiveFallback,
+    /// Tolerance of the HPA-like fallback (default 0: the current load always fits at the
+    /// target utilization; HPA's own 0.1 would let the fleet run up to 10 % over target).
+    #[serde(default)]
+    pub reactive_tolerance: f64,
     /// History needed before forecasts are trusted (AWS: 24 h). Before that only the
     /// reactive part decides.
     #[serde(default = "default_min_history")]
@@ -273,6 +277,7 @@ impl Default for PredictiveConfig {
             provisioning_lead_time_secs: default_lead_time(),
             lookahead_secs: None,
             reactive: ReactiveFallback::default(),
+            reactive_tolerance: 0.0,
             min_history_secs: default_min_history(),
         }
     }
@@ -937,6 +942,12 @@ fn validate_predictive(c: &mut Check<'_>, at: &str, p: &PredictiveConfig) {
     if p.model.trim().is_empty() {
         c.fail(&format!("{at}.model"), "must not be empty");
     }
+    if !(p.reactive_tolerance.is_finite() && (0.0..1.0).contains(&p.reactive_tolerance)) {
+        c.fail(
+            &format!("{at}.reactive_tolerance"),
+            format!("must be in [0, 1), got {}", p.reactive_tolerance),
+        );
+    }
     if p.lookahead_secs == Some(0) {
         c.fail(
             &format!("{at}.lookahead_secs"),
@@ -976,5 +987,250 @@ fn validate_vertical(c: &mut Check<'_>, at: &str, v: &VerticalConfig) {
                 v.max_memory_gib, v.min_memory_gib
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const FULL: &str = r#"
+targets:
+  - name: web
+    kind: k8s_deployment
+    namespace: prod
+    deployment: web
+    mode: forecast_and_scale
+    metric: { kind: cpu, name: container_cpu_usage_cores, labels: { app: web } }
+    capacity_per_replica: 2.0
+    target_utilization_percent: 60
+    min_replicas: 2
+    max_replicas: 40
+    max_step_up_replicas: 4
+    max_step_up_percent: 100
+    max_step_down_percent: 50
+    cooldown_secs: 120
+    scale_down_stabilization_secs: 300
+    schedules:
+      - { name: business-hours, cron: "0 8 * * Mon-Fri", duration_secs: 36000, min_replicas: 6 }
+    recommender: { kind: predictive, model: ets, quantile: 0.95, provisioning_lead_time_secs: 240 }
+    resources: { cpu_cores: 2, memory_gib: 4 }
+  - name: batch
+    kind: aws_asg
+    asg_name: batch-asg
+    metric: { kind: requests, sql: "SELECT ts, value FROM utilization_5m WHERE target = 'batch'" }
+    capacity_per_replica: 1000
+    min_replicas: 1
+    max_replicas: 10
+    recommender: { kind: reactive, scale_up_factor: 1.5, scale_down_factor: 0.75 }
+"#;
+
+    fn errors_of(yaml: &str) -> Vec<FieldError> {
+        match PolicyFile::from_yaml_str(yaml) {
+            Ok(f) => f.validate().err().unwrap_or_default(),
+            Err(e) => panic!("parse failed: {e}"),
+        }
+    }
+
+    fn has_field(errs: &[FieldError], field: &str) -> bool {
+        errs.iter().any(|e| e.field == field)
+    }
+
+    #[test]
+    fn full_policy_parses_and_validates() {
+        let f = PolicyFile::from_yaml_str(FULL).expect("parses");
+        assert_eq!(f.validate(), Ok(()));
+        let web = &f.targets[0];
+        assert_eq!(web.kind, TargetKind::K8sDeployment);
+        assert_eq!(web.mode, Mode::ForecastAndScale);
+        assert_eq!(web.metric.kind, MetricKind::Cpu);
+        assert_eq!(
+            web.metric.labels.get("app").map(String::as_str),
+            Some("web")
+        );
+        match &web.recommender {
+            RecommenderConfig::Predictive(p) => {
+                assert_eq!(p.model, "ets");
+                assert_eq!(p.quantile, 0.95);
+                assert_eq!(p.provisioning_lead_time_secs, 240);
+                assert_eq!(p.reactive, ReactiveFallback::Hpa);
+            }
+            other => panic!("wrong recommender {other:?}"),
+        }
+        // 2 cores × 0.031611 + 4 GiB × 0.004237 (OpenCost defaults).
+        let price = web.replica_hour_usd().expect("priced");
+        assert!((price - 0.080170).abs() < 1e-9, "{price}");
+        assert!((web.usable_capacity_per_replica() - 1.2).abs() < 1e-12);
+        let batch = &f.targets[1];
+        assert_eq!(
+            batch.mode,
+            Mode::ForecastOnly,
+            "mode defaults to forecast_only"
+        );
+        assert_eq!(batch.cooldown_secs, 300);
+        assert_eq!(batch.scale_down_stabilization_secs, 300);
+        assert_eq!(batch.target_utilization_percent, 70.0);
+    }
+
+    #[test]
+    fn defaults_are_hpa_and_shadow_mode() {
+        let f = PolicyFile::from_yaml_str(
+            "targets: [{name: a, metric: {name: m}, capacity_per_replica: 1, min_replicas: 1, max_replicas: 3}]",
+        )
+        .expect("parses");
+        assert_eq!(f.validate(), Ok(()));
+        let t = &f.targets[0];
+        assert_eq!(t.kind, TargetKind::None);
+        assert_eq!(t.mode, Mode::ForecastOnly);
+        assert_eq!(
+            t.recommender,
+            RecommenderConfig::Hpa(HpaConfig { tolerance: 0.1 })
+        );
+        assert_eq!(t.replica_hour_usd(), None);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_everywhere() {
+        let base = "targets: [{name: a, metric: {name: m}, capacity_per_replica: 1, min_replicas: 1, max_replicas: 3";
+        for extra in [
+            ", colldown_secs: 5",
+            ", metric2: 1",
+            ", recommender: {kind: hpa, tolerence: 0.2}",
+            ", recommender: {kind: predictive, quantil: 0.9}",
+            ", schedules: [{name: s, cron: '* * * * *', duration_secs: 1, min_replicas: 1, minreplicas: 2}]",
+        ] {
+            let yaml = format!("{base}{extra}}}]");
+            assert!(
+                PolicyFile::from_yaml_str(&yaml).is_err(),
+                "accepted unknown field in {yaml}"
+            );
+        }
+        assert!(PolicyFile::from_yaml_str(&format!("{base}}}], extra: 1")).is_err());
+        assert!(
+            PolicyFile::from_yaml_str(&format!("{base}, recommender: {{kind: magic}}}}]")).is_err()
+        );
+    }
+
+    #[test]
+    fn validate_names_each_bad_field() {
+        let errs = errors_of(
+            r#"
+targets:
+  - name: a
+    kind: aws_asg
+    mode: forecast_and_scale
+    metric: { name: m, sql: "select 1" }
+    capacity_per_replica: 0
+    target_utilization_percent: 120
+    min_replicas: 5
+    max_replicas: 3
+    max_step_up_replicas: 0
+    max_step_down_percent: 150
+    schedules: [{ name: s, cron: "not a cron", duration_secs: 0, min_replicas: 1 }]
+    recommender: { kind: predictive, quantile: 1.5 }
+  - name: a
+    kind: k8s_deployment
+    metric: { name: m }
+    capacity_per_replica: 1
+    min_replicas: 0
+    max_replicas: 0
+    recommender: { kind: reactive, scale_up_threshold: 20, scale_down_threshold: 30 }
+  - name: c
+    mode: forecast_and_scale
+    metric: { sql: "select 1", labels: { a: b } }
+    capacity_per_replica: 1
+    min_replicas: 1
+    max_replicas: 2
+    recommender: { kind: vertical, cpu_quantile: 0, max_cpu_cores: 0.01 }
+"#,
+        );
+        for field in [
+            "targets[0].asg_name",
+            "targets[0].metric",
+            "targets[0].capacity_per_replica",
+            "targets[0].target_utilization_percent",
+            "targets[0].min_replicas",
+            "targets[0].max_step_up_replicas",
+            "targets[0].max_step_down_percent",
+            "targets[0].schedules[0].cron",
+            "targets[0].schedules[0].duration_secs",
+            "targets[0].recommender.quantile",
+            "targets[1].name",
+            "targets[1].namespace",
+            "targets[1].deployment",
+            "targets[1].max_replicas",
+            "targets[1].recommender.scale_down_threshold",
+            "targets[2].mode",
+            "targets[2].metric.labels",
+            "targets[2].recommender.cpu_quantile",
+            "targets[2].recommender.max_cpu_cores",
+            "targets[2].resources",
+        ] {
+            assert!(has_field(&errs, field), "no error for {field}: {errs:#?}");
+        }
+        assert!(errs.iter().all(|e| !e.reason.is_empty()));
+    }
+
+    #[test]
+    fn empty_file_is_invalid() {
+        let errs = errors_of("targets: []");
+        assert!(has_field(&errs, "targets"));
+    }
+
+    #[test]
+    fn five_field_cron_and_activity_window() {
+        let s = ScheduledOverride {
+            name: "biz".into(),
+            cron: "0 9 * * Mon-Fri".into(),
+            duration_secs: 3600,
+            min_replicas: 5,
+            max_replicas: None,
+        };
+        let sched = s.schedule().expect("five fields parse");
+        // 2024-01-01 is a Monday.
+        let at = |d: u32, h: u32, m: u32| Utc.with_ymd_and_hms(2024, 1, d, h, m, 0).unwrap();
+        assert!(!s.is_active(&sched, at(1, 8, 59)));
+        assert!(s.is_active(&sched, at(1, 9, 0)), "active at the fire time");
+        assert!(s.is_active(&sched, at(1, 9, 59)));
+        assert!(!s.is_active(&sched, at(1, 10, 0)), "expired after duration");
+        assert!(!s.is_active(&sched, at(6, 9, 30)), "Saturday");
+        // Six fields (with seconds) are accepted as well.
+        assert!(parse_cron("30 0 9 * * *").is_ok());
+        assert!(parse_cron("0 9 * *").is_err());
+    }
+
+    #[test]
+    fn replicas_needed_rounds_up_without_float_noise() {
+        assert_eq!(replicas_needed(0.0, 7.0), 0);
+        assert_eq!(replicas_needed(-3.0, 7.0), 0);
+        assert_eq!(replicas_needed(f64::NAN, 7.0), 0);
+        assert_eq!(replicas_needed(14.0, 7.0), 2);
+        assert_eq!(replicas_needed(14.01, 7.0), 3);
+        assert_eq!(
+            replicas_needed(1.4, 0.7),
+            2,
+            "1.4 / 0.7 is 2.0000000000000004"
+        );
+        assert_eq!(replicas_needed(1e30, 1.0), u32::MAX);
+    }
+
+    #[test]
+    fn shipped_example_policies_validate() {
+        let dir = Path::new(file!())
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent)
+            .map(|root| root.join("pipelines/policies"))
+            .expect("repo root");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("pipelines/policies exists") {
+            let path = entry.expect("dir entry").path();
+            if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
+                PolicyFile::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "expected example policies in {}", dir.display());
     }
 }

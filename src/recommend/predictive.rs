@@ -292,3 +292,189 @@ pub fn inverse_normal_cdf(q: f64) -> f64 {
             / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recommend::decide::{Inputs, TargetRecommender};
+    use crate::recommend::policy::RecommenderConfig;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + TimeDelta::seconds(secs)
+    }
+
+    fn flat(ts: i64, p50: f64, p90: f64) -> QuantilePoint {
+        QuantilePoint {
+            ts: t(ts),
+            mean: p50,
+            p10: p50 - (p90 - p50),
+            p50,
+            p90,
+        }
+    }
+
+    fn window(points: Vec<QuantilePoint>) -> ForecastWindow {
+        ForecastWindow {
+            model: "test".into(),
+            issued_at: t(0),
+            points,
+        }
+    }
+
+    fn policy() -> (TargetPolicy, PredictiveConfig) {
+        // capacity 10 at 70 % → 7 per replica; lead 300 + interval 60 → 360 s look-ahead.
+        let mut p = TargetPolicy::example("t", 10.0, 2, 30);
+        let c = PredictiveConfig {
+            provisioning_lead_time_secs: 300,
+            ..PredictiveConfig::default()
+        };
+        p.recommender = RecommenderConfig::Predictive(c.clone());
+        (p, c)
+    }
+
+    fn obs(load: f64, current: u32) -> Observation {
+        Observation {
+            ts: t(0),
+            data_ts: t(0),
+            load,
+            current_replicas: current,
+        }
+    }
+
+    #[test]
+    fn quantiles_from_the_split_normal() {
+        let p = QuantilePoint {
+            ts: t(0),
+            mean: 10.0,
+            p10: 8.0,
+            p50: 10.0,
+            p90: 10.0 + Z90,
+        };
+        assert_eq!(p.quantile(0.9), p.p90);
+        assert_eq!(p.quantile(0.5), 10.0);
+        assert_eq!(p.quantile(0.1), 8.0);
+        assert!((p.quantile(0.975) - (10.0 + 1.959_964)).abs() < 1e-5);
+        // Lower half uses σ = 2 / z0.9.
+        assert!((p.quantile(0.025) - (10.0 - 1.959_964 * 2.0 / Z90)).abs() < 1e-5);
+        assert!((p.prob_above(10.0 + Z90) - 0.1).abs() < 1e-6);
+        assert!((p.prob_above(10.0) - 0.5).abs() < 1e-6);
+        let certain = flat(0, 5.0, 5.0);
+        assert_eq!(certain.prob_above(4.0), 1.0);
+        assert_eq!(certain.prob_above(6.0), 0.0);
+    }
+
+    #[test]
+    fn normal_helpers_are_inverse() {
+        for q in [0.001, 0.02, 0.1, 0.5, 0.9, 0.99, 0.9999] {
+            let z = inverse_normal_cdf(q);
+            assert!((normal_cdf(z) - q).abs() < 2e-7, "q {q} z {z}");
+        }
+    }
+
+    #[test]
+    fn sizes_for_the_peak_quantile_in_the_window() {
+        let (p, c) = policy();
+        assert_eq!(lookahead_secs(&p, &c), 360);
+        // Steps at 60..600 s; only 60..360 count. The p90 peak inside is 34.5 → ceil(34.5/7) = 5;
+        // the 70.0 at 420 s is outside the look-ahead.
+        let f = window(vec![
+            flat(60, 20.0, 25.0),
+            flat(180, 30.0, 34.5),
+            flat(360, 20.0, 22.0),
+            flat(420, 60.0, 70.0),
+        ]);
+        let r = recommend(&p, &c, &obs(14.0, 2), Some(&f), None);
+        assert_eq!((r.replicas, r.by), (5, "predictive"));
+        let (point, value) = r.forecast_point.expect("forecast used");
+        assert_eq!((point.ts, value), (t(180), 34.5));
+        // p50 instead: 30 / 7 → 5 as well; 28 → 4.
+        let c50 = PredictiveConfig {
+            quantile: 0.5,
+            ..c.clone()
+        };
+        let f2 = window(vec![flat(60, 28.0, 40.0)]);
+        assert_eq!(
+            recommend(&p, &c50, &obs(1.0, 2), Some(&f2), None).replicas,
+            4
+        );
+    }
+
+    #[test]
+    fn max_of_predictive_and_reactive() {
+        let (p, c) = policy();
+        let f = window(vec![flat(60, 20.0, 34.5)]);
+        let low = Proposal::new(3, "hpa", "reactive says 3");
+        assert_eq!(
+            recommend(&p, &c, &obs(14.0, 2), Some(&f), Some(low)).replicas,
+            5
+        );
+        let spike = Proposal::new(9, "hpa", "reactive says 9");
+        let r = recommend(&p, &c, &obs(60.0, 2), Some(&f), Some(spike));
+        assert_eq!((r.replicas, r.by), (9, "hpa"));
+        assert!(
+            r.reason.contains("reactive part asks for more"),
+            "{}",
+            r.reason
+        );
+    }
+
+    #[test]
+    fn falls_back_without_forecast() {
+        let (p, c) = policy();
+        let re = Proposal::new(4, "hpa", "hpa");
+        let r = recommend(&p, &c, &obs(14.0, 2), None, Some(re.clone()));
+        assert_eq!((r.replicas, r.by), (4, "hpa"));
+        assert!(r.reason.starts_with("no forecast yet"));
+        // A stale forecast that ends before now does not cover the window.
+        let stale = window(vec![flat(-60, 100.0, 100.0)]);
+        let r = recommend(&p, &c, &obs(14.0, 2), Some(&stale), Some(re));
+        assert_eq!(r.replicas, 4);
+        assert!(r.reason.contains("does not cover"), "{}", r.reason);
+        let r = recommend(&p, &c, &obs(14.0, 2), None, None);
+        assert_eq!(r.replicas, 2, "nothing to go on: keep current");
+    }
+
+    #[test]
+    fn under_provisioning_probability_over_the_window() {
+        let (p, c) = policy();
+        let f = window(vec![
+            flat(60, 20.0, 20.0 + Z90),
+            flat(120, 28.0, 28.0 + Z90),
+        ]);
+        // 4 replicas carry 28 at target: the second step's median sits exactly there → 0.5.
+        let prob = under_provisioning_probability(&p, &c, t(0), &f, 4).expect("covered");
+        assert!((prob - 0.5).abs() < 1e-6, "{prob}");
+        let prob = under_provisioning_probability(&p, &c, t(0), &f, 10).expect("covered");
+        assert!(prob < 1e-6);
+    }
+
+    proptest! {
+        #[test]
+        fn never_below_min_or_above_max(
+            min in 0u32..10,
+            span in 1u32..40,
+            current in 0u32..80,
+            load in 0.0f64..1e4,
+            levels in proptest::collection::vec((0.0f64..1e5, 0.0f64..1e4), 1..8),
+        ) {
+            let (mut p, c) = policy();
+            p.min_replicas = min;
+            p.max_replicas = min + span;
+            let mut rec = TargetRecommender::new(p, "prop").expect("valid");
+            let f = window(
+                levels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (m, w))| flat(60 * (i as i64 + 1), *m, m + w))
+                    .collect(),
+            );
+            let o = Observation { ts: t(0), data_ts: t(0), load, current_replicas: current };
+            let r = rec.decide(Inputs::new(o).with_forecast(Some(&f))).expect("decides");
+            prop_assert!(r.recommended_replicas >= min);
+            prop_assert!(r.recommended_replicas <= min + span);
+            let _ = c;
+        }
+    }
+}

@@ -78,3 +78,136 @@ pub fn recommend(policy: &TargetPolicy, cfg: &ReactiveConfig, obs: &Observation)
     };
     Proposal::new(replicas, "reactive", reason)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recommend::policy::MetricKind;
+    use chrono::{TimeZone, Utc};
+
+    fn obs(load: f64, current: u32) -> Observation {
+        let t = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        Observation {
+            ts: t,
+            data_ts: t,
+            load,
+            current_replicas: current,
+        }
+    }
+
+    fn cpu_policy() -> TargetPolicy {
+        let mut p = TargetPolicy::example("t", 10.0, 1, 20);
+        p.metric.kind = MetricKind::Cpu;
+        p
+    }
+
+    #[test]
+    fn cpu_thresholds_70_30() {
+        let p = cpu_policy();
+        let c = ReactiveConfig::default();
+        // 4 replicas × 10 = 40 capacity.
+        assert_eq!(recommend(&p, &c, &obs(32.0, 4)).replicas, 5, "80 % > 70 %");
+        assert_eq!(
+            recommend(&p, &c, &obs(28.0, 4)).replicas,
+            4,
+            "70 % is not above 70 %"
+        );
+        assert_eq!(
+            recommend(&p, &c, &obs(20.0, 4)).replicas,
+            4,
+            "50 % is inside"
+        );
+        assert_eq!(
+            recommend(&p, &c, &obs(12.0, 4)).replicas,
+            4,
+            "30 % is not below 30 %"
+        );
+        assert_eq!(recommend(&p, &c, &obs(8.0, 4)).replicas, 3, "20 % < 30 %");
+        let r = recommend(&p, &c, &obs(32.0, 4));
+        assert_eq!(r.by, "reactive");
+        assert!(r.reason.contains("80.0 %"), "{}", r.reason);
+    }
+
+    #[test]
+    fn memory_and_requests_defaults() {
+        let mut p = cpu_policy();
+        p.metric.kind = MetricKind::Memory;
+        let c = ReactiveConfig::default();
+        assert_eq!(recommend(&p, &c, &obs(30.0, 4)).replicas, 4, "75 % < 80 %");
+        assert_eq!(recommend(&p, &c, &obs(34.0, 4)).replicas, 5, "85 % > 80 %");
+        assert_eq!(
+            recommend(&p, &c, &obs(15.0, 4)).replicas,
+            3,
+            "37.5 % < 40 %"
+        );
+        p.metric.kind = MetricKind::Requests;
+        p.capacity_per_replica = 1500.0;
+        // requests: rps per replica against 1000 / 500.
+        assert_eq!(
+            recommend(&p, &c, &obs(4400.0, 4)).replicas,
+            5,
+            "1100 rps > 1000"
+        );
+        assert_eq!(
+            recommend(&p, &c, &obs(2400.0, 4)).replicas,
+            4,
+            "600 rps inside"
+        );
+        assert_eq!(
+            recommend(&p, &c, &obs(1600.0, 4)).replicas,
+            3,
+            "400 rps < 500"
+        );
+    }
+
+    #[test]
+    fn increments_and_factors() {
+        let p = cpu_policy();
+        let inc = ReactiveConfig {
+            scale_up_increment: Some(3),
+            scale_down_increment: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(recommend(&p, &inc, &obs(36.0, 4)).replicas, 7);
+        assert_eq!(recommend(&p, &inc, &obs(4.0, 4)).replicas, 2);
+        let fac = ReactiveConfig {
+            scale_up_factor: Some(1.5),
+            scale_down_factor: Some(0.75),
+            ..Default::default()
+        };
+        assert_eq!(
+            recommend(&p, &fac, &obs(36.0, 4)).replicas,
+            6,
+            "ceil(4 × 1.5)"
+        );
+        assert_eq!(
+            recommend(&p, &fac, &obs(2.0, 1)).replicas,
+            0,
+            "down by at least one"
+        );
+        assert_eq!(
+            recommend(&p, &fac, &obs(10.0, 1)).replicas,
+            2,
+            "ceil(1.5) = 2"
+        );
+        assert_eq!(
+            recommend(&p, &fac, &obs(4.0, 4)).replicas,
+            3,
+            "floor(4 × 0.75)"
+        );
+        let custom = ReactiveConfig {
+            scale_up_threshold: Some(90.0),
+            scale_down_threshold: Some(10.0),
+            ..Default::default()
+        };
+        assert_eq!(recommend(&p, &custom, &obs(32.0, 4)).replicas, 4);
+    }
+
+    #[test]
+    fn zero_replicas_with_load_scales_up() {
+        let p = cpu_policy();
+        let c = ReactiveConfig::default();
+        assert_eq!(recommend(&p, &c, &obs(5.0, 0)).replicas, 1);
+        assert_eq!(recommend(&p, &c, &obs(0.0, 0)).replicas, 0);
+    }
+}

@@ -20,6 +20,8 @@
 //! * **Baselines** always included: `static-peak` (a fixed fleet sized for the evaluated
 //!   peak), `reactive` (threshold rules 70/30 %, ±1 replica, 300 s cooldown both ways) and
 //!   `hpa` (tolerance 0.1, 300 s scale-down stabilization, +100 % or +4 / −100 % per decision).
+//!   The `oracle` row is a bound, not a policy: each slot's needed replicas with perfect
+//!   foresight and no delay (at least one replica) — the most any policy could save.
 //!   Without `--policy` a default `predictive` policy (p90 over the look-ahead, HPA-like
 //!   fallback) is added; with `--policy FILE` every target of every file is simulated.
 //! * **Forecasts** for predictive/hybrid policies come from `crate::forecast`: the model is fitted
@@ -147,6 +149,9 @@ impl Trace {
 pub enum SimPolicy {
     /// A fixed fleet sized for the evaluated peak at the scoring utilization.
     StaticPeak,
+    /// Reference bound, not a policy: exactly the replicas each slot's load needs, usable at
+    /// once (perfect foresight, no provisioning delay).
+    Oracle,
     /// A target policy run through [`TargetRecommender`].
     Target(Box<TargetPolicy>),
 }
@@ -400,7 +405,8 @@ pub fn read_trace(
     })
 }
 
-/// The baseline policies, sized with `capacity` at `target_percent`.
+/// The baseline policies, sized with `capacity` at `target_percent`, plus the `oracle`
+/// reference bound.
 pub fn baselines(
     capacity: f64,
     target_percent: f64,
@@ -425,6 +431,7 @@ pub fn baselines(
         ("static-peak".into(), SimPolicy::StaticPeak),
         ("reactive".into(), SimPolicy::Target(Box::new(reactive))),
         ("hpa".into(), SimPolicy::Target(Box::new(hpa))),
+        ("oracle".into(), SimPolicy::Oracle),
     ]
 }
 
@@ -509,7 +516,7 @@ pub fn simulate_trace(
     let mut horizon_slots = 1usize;
     for (name, p) in policies {
         match p {
-            SimPolicy::StaticPeak => recs.push(None),
+            SimPolicy::StaticPeak | SimPolicy::Oracle => recs.push(None),
             SimPolicy::Target(tp) => {
                 let mut tp = (**tp).clone();
                 tp.evaluation_interval_secs = step_secs;
@@ -564,6 +571,7 @@ pub fn simulate_trace(
         .zip(&recs)
         .map(|((_, p), r)| match (p, r) {
             (SimPolicy::StaticPeak, _) => static_replicas,
+            (SimPolicy::Oracle, _) => replicas_needed(first_load, usable_per_replica).max(1),
             (_, Some(r)) => {
                 let pol = r.policy();
                 pol.replicas_for_load(first_load)
@@ -582,6 +590,15 @@ pub fn simulate_trace(
         let load = trace.values[i];
         // Usable replicas: min of desired over [t - delay, t).
         for k in 0..np {
+            if matches!(policies[k].1, SimPolicy::Oracle) {
+                let prev = if i == 0 {
+                    initial[k]
+                } else {
+                    desired[k][i - 1]
+                };
+                usable[k].push(needed[i].map_or(prev, |x| x.max(1)));
+                continue;
+            }
             let mut u = if i == 0 {
                 initial[k]
             } else {
@@ -654,6 +671,9 @@ pub fn simulate_trace(
                 desired[k][i - 1]
             };
             let next = match &mut recs[k] {
+                None if matches!(policies[k].1, SimPolicy::Oracle) => {
+                    needed[i].map_or(prev, |x| x.max(1))
+                }
                 None => static_replicas,
                 Some(r) if load.is_finite() => {
                     let fw = r.predictive_config().and_then(|c| forecasts.get(&c.model));
@@ -713,6 +733,7 @@ pub fn simulate_trace(
             name: name.clone(),
             recommender: match p {
                 SimPolicy::StaticPeak => "static".into(),
+                SimPolicy::Oracle => "oracle".into(),
                 SimPolicy::Target(t) => t.recommender.name().into(),
             },
             replica_hours,

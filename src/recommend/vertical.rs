@@ -226,3 +226,128 @@ pub fn recommend_hybrid(
     p.forecast_point = forecast_point;
     Ok((p, v))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recommend::policy::Resources;
+    use chrono::{TimeDelta, TimeZone};
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + TimeDelta::seconds(secs)
+    }
+
+    /// Ten samples 0.1, 0.2, ..., 1.0 (scaled), all at `now`.
+    fn tenths(scale: f64) -> Vec<UsageSample> {
+        (1..=10)
+            .map(|i| UsageSample {
+                ts: t(0),
+                value: f64::from(i) * scale / 10.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn weighted_quantile_lower_empirical() {
+        let mut v: Vec<(f64, f64)> = (1..=10).map(|i| (f64::from(i), 1.0)).collect();
+        assert_eq!(weighted_quantile(&mut v, 0.9), Some(9.0));
+        assert_eq!(weighted_quantile(&mut v, 0.5), Some(5.0));
+        assert_eq!(weighted_quantile(&mut v, 1.0), Some(10.0));
+        let mut skew = vec![(1.0, 1.0), (100.0, 9.0)];
+        assert_eq!(weighted_quantile(&mut skew, 0.5), Some(100.0));
+        assert_eq!(weighted_quantile(&mut [], 0.5), None);
+    }
+
+    #[test]
+    fn vpa_target_is_p90_plus_15_percent_bounded() {
+        let cfg = VerticalConfig::default();
+        let v = recommend(&cfg, t(0), &tenths(1.0), &tenths(4.0)).expect("samples");
+        assert!((v.cpu_cores.target - 0.9 * 1.15).abs() < 1e-12);
+        assert!((v.cpu_cores.lower - 0.5 * 1.15).abs() < 1e-12);
+        assert!((v.cpu_cores.upper - 1.0 * 1.15).abs() < 1e-12);
+        assert!((v.memory_gib.target - 3.6 * 1.15).abs() < 1e-12);
+        let tight = VerticalConfig {
+            max_cpu_cores: 0.8,
+            ..VerticalConfig::default()
+        };
+        let v = recommend(&tight, t(0), &tenths(1.0), &tenths(4.0)).expect("samples");
+        assert_eq!(v.cpu_cores.target, 0.8, "bounded by max_cpu_cores");
+        let idle = recommend(&cfg, t(0), &tenths(0.001), &tenths(0.01)).expect("samples");
+        assert_eq!(idle.cpu_cores.target, 0.025, "25 millicores minimum");
+        assert_eq!(idle.memory_gib.target, 250.0 / 1024.0, "250 MiB minimum");
+    }
+
+    #[test]
+    fn old_samples_decay_with_the_half_life() {
+        let cfg = VerticalConfig {
+            half_life_secs: 3600,
+            ..VerticalConfig::default()
+        };
+        // Nine old samples at 4 cores (10 half-lives ago: weight 1/1024 each) and one recent
+        // sample at 1 core: the recent one dominates every quantile.
+        let mut cpu: Vec<UsageSample> = (0..9)
+            .map(|_| UsageSample {
+                ts: t(-36_000),
+                value: 4.0,
+            })
+            .collect();
+        cpu.push(UsageSample {
+            ts: t(0),
+            value: 1.0,
+        });
+        let v = recommend(&cfg, t(0), &cpu, &tenths(1.0)).expect("samples");
+        assert!(
+            (v.cpu_cores.target - 1.15).abs() < 1e-12,
+            "{}",
+            v.cpu_cores.target
+        );
+        // Future samples are ignored; no usable sample is an error, not a panic.
+        let future = [UsageSample {
+            ts: t(60),
+            value: 9.0,
+        }];
+        assert!(recommend(&cfg, t(0), &future, &tenths(1.0)).is_err());
+    }
+
+    #[test]
+    fn hybrid_raises_requests_when_replicas_cap() {
+        let mut p = TargetPolicy::example("h", 1.0, 2, 10);
+        p.resources = Some(Resources {
+            cpu_cores: 1.0,
+            memory_gib: 2.0,
+        });
+        let cfg = HybridConfig::default();
+        let at = |load: f64, cur: u32| Observation {
+            ts: t(0),
+            data_ts: t(0),
+            load,
+            current_replicas: cur,
+        };
+        // Request r = 1.035; 5 cores at 70 % → ceil(5 / 0.7245) = 7 replicas.
+        let (prop, v) =
+            recommend_hybrid(&p, &cfg, &at(5.0, 4), None, &tenths(1.0), &tenths(4.0)).expect("ok");
+        assert_eq!(prop.replicas, 7);
+        assert!((v.cpu_cores.target - 1.035).abs() < 1e-12);
+        assert!(
+            prop.reason.contains("scale horizontally"),
+            "{}",
+            prop.reason
+        );
+        // 10 cores would need 14 > max 10: request raised to 10 / (10 × 0.7) = 1.4286.
+        let (prop, v) =
+            recommend_hybrid(&p, &cfg, &at(10.0, 4), None, &tenths(1.0), &tenths(4.0)).expect("ok");
+        assert_eq!(prop.replicas, 10);
+        assert!((v.cpu_cores.target - 10.0 / 7.0).abs() < 1e-9);
+        assert!(prop.reason.contains("request raised"), "{}", prop.reason);
+        // Beyond max_cpu_cores too: capped and said so.
+        let (prop, _) =
+            recommend_hybrid(&p, &cfg, &at(1e4, 4), None, &tenths(1.0), &tenths(4.0)).expect("ok");
+        assert!(prop.replicas > 10, "limits cap it later");
+        assert!(prop.reason.contains("expect saturation"), "{}", prop.reason);
+        // Small load: min_replicas keeps more replicas.
+        let (prop, _) =
+            recommend_hybrid(&p, &cfg, &at(0.5, 4), None, &tenths(1.0), &tenths(4.0)).expect("ok");
+        assert_eq!(prop.replicas, 1);
+        assert!(prop.reason.contains("min_replicas 2"), "{}", prop.reason);
+    }
+}
