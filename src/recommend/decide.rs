@@ -260,3 +260,150 @@ impl TargetRecommender {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recommend::policy::{HybridConfig, Pricing, Resources};
+    use chrono::{TimeDelta, TimeZone};
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + TimeDelta::seconds(secs)
+    }
+
+    fn obs(secs: i64, load: f64, current: u32) -> Observation {
+        Observation {
+            ts: t(secs),
+            data_ts: t(secs - 15),
+            load,
+            current_replicas: current,
+        }
+    }
+
+    #[test]
+    fn record_carries_cost_reason_and_decider() {
+        let mut p = TargetPolicy::example("web", 1.0, 1, 8);
+        p.pricing = Pricing {
+            replica_hour_usd: Some(0.5),
+            ..Pricing::default()
+        };
+        let mut r = TargetRecommender::new(p, "prod-policies").expect("valid");
+        let rec = r.decide(Inputs::new(obs(0, 3.5, 2))).expect("decides");
+        assert_eq!(rec.target, "web");
+        assert_eq!(rec.policy, "prod-policies");
+        assert_eq!(rec.recommender, "hpa");
+        assert_eq!(rec.decided_by, "hpa");
+        assert_eq!((rec.current_replicas, rec.recommended_replicas), (2, 5));
+        assert_eq!(rec.direction, Direction::Up);
+        assert_eq!(rec.data_ts, t(-15));
+        assert_eq!(rec.cost_per_hour_before, Some(1.0));
+        assert_eq!(rec.cost_per_hour_after, Some(2.5));
+        assert_eq!(rec.under_provisioning_probability, None, "no forecast");
+        assert!(rec.reason.contains("ceil(2 × 2.500) = 5"), "{}", rec.reason);
+        // 14 / 0.7 = 20 > max 8: capped, and the record says the limit decided.
+        let rec = r.decide(Inputs::new(obs(60, 14.0, 5))).expect("decides");
+        assert_eq!(
+            (rec.recommended_replicas, rec.decided_by.as_str()),
+            (8, "max_replicas")
+        );
+        assert!(
+            rec.reason.contains("capped at max_replicas 8"),
+            "{}",
+            rec.reason
+        );
+        // A drop right after is held by the default 300 s stabilization.
+        let rec = r.decide(Inputs::new(obs(120, 0.7, 8))).expect("decides");
+        assert_eq!(rec.recommended_replicas, 8);
+        assert_eq!(rec.decided_by, "stabilization");
+        assert_eq!(rec.direction, Direction::None);
+    }
+
+    #[test]
+    fn predictive_record_has_forecast_and_probability() {
+        let mut p = TargetPolicy::example("web", 10.0, 1, 50);
+        p.recommender = RecommenderConfig::Predictive(PredictiveConfig::default());
+        let mut r = TargetRecommender::new(p, "p").expect("valid");
+        let f = ForecastWindow {
+            model: "ets".into(),
+            issued_at: t(0),
+            points: vec![QuantilePoint {
+                ts: t(300),
+                mean: 60.0,
+                p10: 50.0,
+                p50: 60.0,
+                p90: 70.0,
+            }],
+        };
+        let rec = r
+            .decide(Inputs::new(obs(0, 14.0, 2)).with_forecast(Some(&f)))
+            .expect("decides");
+        assert_eq!(rec.recommended_replicas, 10, "p90 70 / 7 per replica");
+        assert_eq!(rec.decided_by, "predictive");
+        let fu = rec.forecast.expect("forecast recorded");
+        assert_eq!(
+            (fu.model.as_str(), fu.quantile, fu.value),
+            ("ets", 0.9, 70.0)
+        );
+        assert_eq!(fu.lookahead_secs, 360);
+        let prob = rec.under_provisioning_probability.expect("probability");
+        assert!((prob - 0.1).abs() < 1e-6, "sized at p90 → 10 %: {prob}");
+    }
+
+    #[test]
+    fn vertical_and_hybrid_records_have_requests_and_costs() {
+        let samples = |scale: f64| -> Vec<UsageSample> {
+            (1..=10)
+                .map(|i| UsageSample {
+                    ts: t(0),
+                    value: f64::from(i) * scale / 10.0,
+                })
+                .collect()
+        };
+        let (cpu, mem) = (samples(1.0), samples(4.0));
+        let mut p = TargetPolicy::example("api", 1.0, 1, 20);
+        p.resources = Some(Resources {
+            cpu_cores: 2.0,
+            memory_gib: 8.0,
+        });
+        p.recommender = RecommenderConfig::Vertical(Default::default());
+        let mut r = TargetRecommender::new(p.clone(), "p").expect("valid");
+        let inputs = Inputs {
+            obs: obs(0, 2.0, 3),
+            forecast: None,
+            cpu_usage: &cpu,
+            memory_usage: &mem,
+        };
+        let rec = r.decide(inputs).expect("decides");
+        assert_eq!(rec.recommended_replicas, 3, "vertical keeps replicas");
+        assert_eq!(rec.current_cpu_cores, Some(2.0));
+        assert!((rec.recommended_cpu_cores.expect("cpu") - 1.035).abs() < 1e-12);
+        assert!((rec.recommended_memory_gib.expect("mem") - 4.14).abs() < 1e-12);
+        let before = 3.0 * (2.0 * 0.031611 + 8.0 * 0.004237);
+        let after = 3.0 * (1.035 * 0.031611 + 4.14 * 0.004237);
+        assert!((rec.cost_per_hour_before.expect("before") - before).abs() < 1e-12);
+        assert!((rec.cost_per_hour_after.expect("after") - after).abs() < 1e-12);
+        // No samples: an error, not a panic.
+        let empty = Inputs::new(obs(60, 2.0, 3));
+        assert!(r.decide(empty).is_err());
+
+        p.recommender = RecommenderConfig::Hybrid(HybridConfig::default());
+        let mut h = TargetRecommender::new(p, "p").expect("valid");
+        let rec = h
+            .decide(Inputs {
+                obs: obs(0, 5.0, 3),
+                forecast: None,
+                cpu_usage: &cpu,
+                memory_usage: &mem,
+            })
+            .expect("decides");
+        assert_eq!(rec.recommender, "hybrid");
+        assert_eq!(rec.recommended_replicas, 7);
+        assert!(rec.recommended_cpu_cores.is_some());
+    }
+
+    #[test]
+    fn invalid_policy_is_rejected() {
+        let p = TargetPolicy::example("x", 1.0, 5, 2);
+        assert!(TargetRecommender::new(p, "p").is_err());
+    }
+}

@@ -226,3 +226,76 @@ pub fn records_to_batch(records: &[Recommendation]) -> Result<RecordBatch> {
     ];
     Ok(RecordBatch::try_new(recommendations_schema(), cols)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Float64Array, StringArray, UInt32Array};
+    use chrono::TimeZone;
+
+    fn rec(with_forecast: bool) -> Recommendation {
+        let t = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        Recommendation {
+            ts: t,
+            data_ts: t,
+            target: "web".into(),
+            policy: "prod".into(),
+            recommender: "predictive".into(),
+            decided_by: "predictive".into(),
+            mode: Mode::ForecastOnly,
+            current_replicas: 3,
+            recommended_replicas: 5,
+            direction: Direction::Up,
+            load: 12.5,
+            forecast: with_forecast.then(|| ForecastUsed {
+                model: "ets".into(),
+                quantile: 0.9,
+                value: 20.0,
+                at: t,
+                p50: 15.0,
+                p90: 20.0,
+                lookahead_secs: 360,
+            }),
+            current_cpu_cores: None,
+            recommended_cpu_cores: None,
+            current_memory_gib: None,
+            recommended_memory_gib: None,
+            cost_per_hour_before: Some(0.3),
+            cost_per_hour_after: Some(0.5),
+            under_provisioning_probability: with_forecast.then_some(0.1),
+            reason: "because".into(),
+        }
+    }
+
+    #[test]
+    fn batch_matches_schema_and_values() {
+        let b = records_to_batch(&[rec(true), rec(false)]).expect("batch");
+        assert_eq!(b.schema(), recommendations_schema());
+        assert_eq!(b.num_rows(), 2);
+        let col = |n: &str| b.column_by_name(n).expect(n).clone();
+        let target = col("target");
+        let target = target.as_any().downcast_ref::<StringArray>().expect("utf8");
+        assert_eq!(target.value(0), "web");
+        let rr = col("recommended_replicas");
+        let rr = rr.as_any().downcast_ref::<UInt32Array>().expect("u32");
+        assert_eq!(rr.value(1), 5);
+        let fv = col("forecast_value");
+        let fv = fv.as_any().downcast_ref::<Float64Array>().expect("f64");
+        assert_eq!((fv.value(0), fv.is_null(1)), (20.0, true));
+        let mode = col("mode");
+        let mode = mode.as_any().downcast_ref::<StringArray>().expect("utf8");
+        assert_eq!(mode.value(0), "forecast_only");
+        assert_eq!(col("forecast_ts").null_count(), 1);
+        assert!(records_to_batch(&[]).expect("empty batch").num_rows() == 0);
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let r = rec(true);
+        let s = serde_json::to_string(&r).expect("json");
+        assert!(s.contains("\"mode\":\"forecast_only\""), "{s}");
+        assert!(s.contains("\"direction\":\"up\""), "{s}");
+        let back: Recommendation = serde_json::from_str(&s).expect("parse");
+        assert_eq!(back, r);
+    }
+}

@@ -1249,3 +1249,258 @@ pub fn run(args: &SimulateArgs) -> Result<SimulateReport> {
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recommend::policy::HpaConfig;
+    use std::io::Write as _;
+
+    fn trace(values: Vec<f64>, step_secs: i64) -> Trace {
+        Trace {
+            name: "test".into(),
+            start_ms: 1_704_067_200_000, // 2024-01-01T00:00:00Z
+            step_ms: step_secs * 1000,
+            values,
+        }
+    }
+
+    fn exact_hpa() -> (String, SimPolicy) {
+        let mut p = TargetPolicy::example("hpa0", 1.0, 1, 10);
+        p.target_utilization_percent = 100.0;
+        p.recommender = RecommenderConfig::Hpa(HpaConfig { tolerance: 0.0 });
+        p.cooldown_secs = 0;
+        p.scale_down_stabilization_secs = 0;
+        ("hpa0".into(), SimPolicy::Target(Box::new(p)))
+    }
+
+    fn opts(delay: u64, warmup: usize) -> SimOptions {
+        SimOptions {
+            capacity_per_replica: 1.0,
+            target_utilization_percent: 100.0,
+            provisioning_delay_secs: delay,
+            warmup_slots: warmup,
+            refit_every_slots: 10,
+            max_history_slots: 1000,
+            replica_hour_usd: 1.0,
+            progress: false,
+        }
+    }
+
+    /// Hand-checked: load 1,1,4,4,1,1 per minute; 1 replica carries 1 at 100 %.
+    #[test]
+    fn tiny_trace_totals_by_hand() {
+        let tr = trace(vec![1.0, 1.0, 4.0, 4.0, 1.0, 1.0], 60);
+        let pols = vec![
+            ("static-peak".to_string(), SimPolicy::StaticPeak),
+            exact_hpa(),
+            ("oracle".to_string(), SimPolicy::Oracle),
+        ];
+        let (r, tl) = simulate_trace(&tr, &pols, &opts(60, 0)).expect("simulates");
+        assert_eq!(r.static_peak_replicas, 4);
+        assert_eq!(r.scored_slots, 6);
+        let [st, hpa, oracle] = &r.policies[..] else {
+            panic!("three policies")
+        };
+        // Static: 4 replicas × 6 min = 0.4 replica-hours.
+        assert!((st.replica_hours - 0.4).abs() < 1e-12);
+        assert_eq!((st.under_provisioned_minutes, st.actions), (0.0, 0));
+        assert_eq!(st.peak_over_provisioning_replicas, 3);
+        // HPA decides 1,1,4,4,1,1; the 4 ordered at minute 2 is usable at minute 3.
+        assert_eq!(tl.desired[1], vec![1, 1, 4, 4, 1, 1]);
+        assert_eq!(tl.usable[1], vec![1, 1, 1, 4, 4, 1]);
+        assert!((hpa.replica_hours - 0.2).abs() < 1e-12);
+        assert!((hpa.cost_usd - 0.2).abs() < 1e-12);
+        assert!((hpa.cost_vs_static_percent + 50.0).abs() < 1e-9);
+        assert_eq!(hpa.under_provisioned_minutes, 1.0);
+        assert!((hpa.under_provisioned_percent - 100.0 / 6.0).abs() < 1e-9);
+        assert_eq!(hpa.saturated_minutes, 1.0);
+        assert_eq!(hpa.actions, 2);
+        assert_eq!(
+            hpa.peak_over_provisioning_replicas, 3,
+            "4 usable for load 1 at minute 4"
+        );
+        assert!((hpa.mean_utilization_percent - 100.0 * 8.25 / 6.0).abs() < 1e-9);
+        assert_eq!(hpa.scale_up_latency.count, 1);
+        assert_eq!(
+            hpa.scale_up_latency.max_secs,
+            Some(0.0),
+            "decided on the same slot"
+        );
+        assert_eq!(hpa.scale_down_latency.max_secs, Some(0.0));
+        // Oracle: exactly the need, never short.
+        assert!((oracle.replica_hours - 0.2).abs() < 1e-12);
+        assert_eq!(oracle.under_provisioned_minutes, 0.0);
+    }
+
+    #[test]
+    fn provisioning_delay_and_warmup() {
+        let tr = trace(vec![1.0, 1.0, 4.0, 4.0, 1.0, 1.0], 60);
+        // 120 s delay: the 4 ordered at minute 2 arrives at minute 4.
+        let (r, tl) = simulate_trace(&tr, &[exact_hpa()], &opts(120, 0)).expect("simulates");
+        assert_eq!(tl.usable[0], vec![1, 1, 1, 1, 4, 1]);
+        assert_eq!(r.policies[0].under_provisioned_minutes, 2.0);
+        // Zero delay still cannot help the slot whose data triggered the decision.
+        let (r, tl) = simulate_trace(&tr, &[exact_hpa()], &opts(0, 0)).expect("simulates");
+        assert_eq!(tl.usable[0], vec![1, 1, 1, 4, 4, 1]);
+        assert_eq!(r.policies[0].under_provisioned_minutes, 1.0);
+        // Warm-up of 3 slots: only minutes 3..5 are scored and billed.
+        let (r, _) = simulate_trace(&tr, &[exact_hpa()], &opts(60, 3)).expect("simulates");
+        assert_eq!(r.scored_slots, 3);
+        assert!((r.policies[0].replica_hours - 6.0 / 60.0).abs() < 1e-12);
+        assert_eq!(r.policies[0].under_provisioned_minutes, 0.0);
+    }
+
+    #[test]
+    fn stabilization_delays_scale_down_decisions() {
+        let tr = trace(vec![4.0, 4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], 60);
+        let (name, SimPolicy::Target(mut p)) = exact_hpa() else {
+            panic!("target policy")
+        };
+        p.scale_down_stabilization_secs = 180;
+        let (r, tl) =
+            simulate_trace(&tr, &[(name, SimPolicy::Target(p))], &opts(60, 0)).expect("ok");
+        // Load drops at minute 2; the window still holds 4s until minute 2 + 180 s.
+        assert_eq!(tl.desired[0], vec![4, 4, 4, 4, 1, 1, 1, 1]);
+        assert_eq!(r.policies[0].scale_down_latency.max_secs, Some(120.0));
+    }
+
+    #[test]
+    fn gaps_are_not_scored_and_hold_the_count() {
+        let tr = trace(vec![2.0, f64::NAN, 2.0], 60);
+        let (r, tl) = simulate_trace(&tr, &[exact_hpa()], &opts(60, 0)).expect("simulates");
+        assert_eq!(r.scored_slots, 2);
+        assert_eq!(tl.desired[0], vec![2, 2, 2]);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        assert!(simulate_trace(&trace(vec![], 60), &[exact_hpa()], &opts(0, 0)).is_err());
+        let mut o = opts(0, 0);
+        o.capacity_per_replica = 0.0;
+        assert!(simulate_trace(&trace(vec![1.0], 60), &[exact_hpa()], &o).is_err());
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        let mut f = std::fs::File::create(&p).expect("create");
+        f.write_all(text.as_bytes()).expect("write");
+        p
+    }
+
+    #[test]
+    fn reads_traces_with_and_without_timestamps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let nab = write(
+            dir.path(),
+            "nab.csv",
+            "timestamp,value\n2014-02-14 14:30:00,1.5\n2014-02-14 14:35:00,2.5\n2014-02-14 14:45:00,4\n\
+             2014-02-14 14:50:00,4\n",
+        );
+        let t = read_trace(&nab, None, None, None, start).expect("reads");
+        assert_eq!(t.step_ms, 300_000);
+        assert_eq!(t.values.len(), 5, "the missing 14:40 slot is a gap");
+        assert!(t.values[2].is_nan());
+        assert_eq!(t.ts(0).to_rfc3339(), "2014-02-14T14:30:00+00:00");
+        let dc = write(dir.path(), "dc.csv", "cpu,mem\n10,1\n20,2\n30,3\n");
+        let t = read_trace(&dc, Some("mem"), None, Some(300), start).expect("reads");
+        assert_eq!(
+            (t.values.clone(), t.step_ms, t.ts(0)),
+            (vec![1.0, 2.0, 3.0], 300_000, start)
+        );
+        assert_eq!(t.name, "dc.csv:mem");
+        let secs = write(dir.path(), "s.csv", "timestamp,cpu_usage\n0,5\n300,6\n");
+        let t = read_trace(&secs, Some("cpu_usage"), None, None, start).expect("reads");
+        assert_eq!((t.start_ms, t.values.clone()), (0, vec![5.0, 6.0]));
+        // Errors name the problem.
+        let e = read_trace(&dc, Some("nope"), None, Some(300), start).expect_err("no column");
+        assert!(e.to_string().contains("no column \"nope\""), "{e}");
+        let e = read_trace(&dc, None, None, None, start).expect_err("no time");
+        assert!(e.to_string().contains("--step-secs"), "{e}");
+        let bad = write(dir.path(), "bad.csv", "timestamp,value\n0,1\n300,abc\n");
+        let e = read_trace(&bad, None, None, None, start).expect_err("bad value");
+        assert!(e.to_string().contains("line 3"), "{e}");
+        let neg = write(dir.path(), "neg.csv", "timestamp,value\n0,1\n300,-1\n");
+        assert!(read_trace(&neg, None, None, None, start).is_err());
+    }
+
+    /// A perfectly periodic daily trace: a seasonal forecast sees the rise coming, HPA-like
+    /// scaling reacts one provisioning delay late.
+    #[test]
+    fn run_writes_reports_and_predictive_beats_reactive_on_a_periodic_trace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut csv = String::from("timestamp,value\n");
+        for i in 0..(288 * 5) {
+            let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+            let v = 100.0 + 80.0 * phase.sin().max(-0.5);
+            let _ = writeln!(csv, "{},{v}", 1_704_067_200 + i * 300);
+        }
+        let trace = write(dir.path(), "daily.csv", &csv);
+        let out = dir.path().join("out");
+        let args = SimulateArgs {
+            trace,
+            column: None,
+            timestamp_column: None,
+            step_secs: None,
+            start: "2024-01-01T00:00:00Z".into(),
+            policies: vec![],
+            capacity_per_replica: None,
+            peak_replicas: 20,
+            target_utilization_percent: 70.0,
+            provisioning_delay_secs: 300,
+            warmup_secs: Some(2 * 86_400),
+            refit_every_secs: 21_600,
+            max_history_secs: 1_209_600,
+            model: "seasonal_naive".into(),
+            quantile: 0.9,
+            replica_hour_usd: DEFAULT_REPLICA_HOUR_USD,
+            out_dir: Some(out.clone()),
+            no_progress: true,
+            quiet: true,
+        };
+        let r = run(&args).expect("runs");
+        let names: Vec<&str> = r.policies.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["static-peak", "reactive", "hpa", "oracle", "predictive"]
+        );
+        assert_eq!(r.static_peak_replicas, 20);
+        let by = |n: &str| r.policies.iter().find(|p| p.name == n).expect(n);
+        let (pred, hpa) = (by("predictive"), by("hpa"));
+        assert_eq!(pred.under_provisioned_minutes, 0.0, "{pred:?}");
+        assert!(hpa.under_provisioned_minutes > 0.0, "{hpa:?}");
+        assert!(pred.cost_vs_static_percent <= -20.0, "{pred:?}");
+        assert!(pred.scale_up_latency.ahead > 0, "forecast-driven scale-ups");
+        for f in [
+            "simulate.csv",
+            "simulate.md",
+            "timeline.csv",
+            "simulate.svg",
+        ] {
+            assert!(out.join(f).exists(), "{f} written");
+        }
+        let csv = std::fs::read_to_string(out.join("simulate.csv")).expect("csv");
+        assert_eq!(csv.lines().count(), 6, "header + 5 policies");
+        let svg = std::fs::read_to_string(out.join("simulate.svg")).expect("svg");
+        assert!(svg.starts_with("<svg") && svg.contains("predictive"));
+        let md = std::fs::read_to_string(out.join("simulate.md")).expect("md");
+        assert!(md.contains("| predictive |"), "{md}");
+        // A policy file is simulated next to the baselines.
+        let pol = write(
+            dir.path(),
+            "p.yaml",
+            "targets: [{name: mine, metric: {name: load}, capacity_per_replica: 1, min_replicas: 1, max_replicas: 5}]",
+        );
+        let r = run(&SimulateArgs {
+            policies: vec![pol],
+            out_dir: None,
+            ..args
+        })
+        .expect("runs");
+        assert_eq!(r.policies.last().map(|p| p.name.as_str()), Some("mine"));
+        assert_eq!(r.policies.len(), 5);
+    }
+}
