@@ -183,7 +183,7 @@ async fn sql_handler(
     };
     let tables = vec![TableSource::samples(store.snapshot())];
     let result =
-        match query::run_sql_metered(tables, &req.query, &state.query, &state.metrics).await {
+        match query::run_sql_metered(tables, &[], &req.query, &state.query, &state.metrics).await {
             Ok(r) => r,
             Err(e) => return error_response(&e),
         };

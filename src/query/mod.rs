@@ -120,6 +120,18 @@ pub async fn run_sql(
     sql: &str,
     cfg: &QueryConfig,
 ) -> Result<QueryResult> {
+    run_sql_with_views(tables, &[], sql, cfg).await
+}
+
+/// Like [`run_sql`], with views `(name, SELECT ...)` defined over the tables
+/// first (by scalecast itself, before the read-only restriction applies):
+/// e.g. `aggregates` as the latest version of each window in `aggregates_log`.
+pub async fn run_sql_with_views(
+    tables: Vec<TableSource>,
+    views: &[(String, String)],
+    sql: &str,
+    cfg: &QueryConfig,
+) -> Result<QueryResult> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(cfg.memory_limit_bytes, 1.0)
         .build_arc()
@@ -132,6 +144,11 @@ pub async fn run_sql(
         let name = t.name.clone();
         let provider = SnapshotTable::try_new(t).await?;
         ctx.register_table(name.as_str(), Arc::new(provider))
+            .map_err(Error::DataFusion)?;
+    }
+    for (name, select) in views {
+        let df = ctx.sql(select).await.map_err(Error::DataFusion)?;
+        ctx.register_table(name.as_str(), df.into_view())
             .map_err(Error::DataFusion)?;
     }
     let options = SQLOptions::new()
@@ -153,16 +170,17 @@ pub async fn run_sql(
     }
 }
 
-/// Runs a query and records metrics.
+/// Runs a query (with views) and records metrics.
 pub async fn run_sql_metered(
     tables: Vec<TableSource>,
+    views: &[(String, String)],
     sql: &str,
     cfg: &QueryConfig,
     metrics: &Metrics,
 ) -> Result<QueryResult> {
     let started = Instant::now();
     metrics.queries.inc();
-    let r = run_sql(tables, sql, cfg).await;
+    let r = run_sql_with_views(tables, views, sql, cfg).await;
     metrics
         .query_duration
         .observe(started.elapsed().as_secs_f64());

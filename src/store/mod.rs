@@ -22,6 +22,7 @@
 //! acknowledged sample nor duplicates one.
 
 pub mod parquet;
+pub mod table;
 pub mod wal;
 
 use std::collections::BTreeMap;
@@ -36,7 +37,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 use self::parquet::{FileMeta, HOUR_MS, ParquetConfig};
 use self::wal::{KIND_WRITE_REQUEST, SegmentWriter};
@@ -211,7 +212,7 @@ struct Inner {
     schema: SchemaRef,
     state: Mutex<State>,
     metrics: Arc<Metrics>,
-    batches: broadcast::Sender<RecordBatch>,
+    subscribers: Mutex<Vec<SyncSender<RecordBatch>>>,
 }
 
 impl Inner {
@@ -305,7 +306,6 @@ impl Store {
         let segment = SegmentWriter::create(&wal_dir, next_seq)?;
         state.wal_segments += 1;
 
-        let (batches_tx, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
             cfg: cfg.clone(),
             wal_dir,
@@ -313,7 +313,7 @@ impl Store {
             schema: samples_schema(),
             state: Mutex::new(state),
             metrics,
-            batches: batches_tx,
+            subscribers: Mutex::new(Vec::new()),
         });
         inner.publish_gauges(&inner.lock());
         let elapsed = started.elapsed().as_secs_f64();
@@ -399,8 +399,20 @@ impl Store {
     }
 
     /// Receives every batch once it is durable (for the stream engine).
-    pub fn subscribe(&self) -> broadcast::Receiver<RecordBatch> {
-        self.inner.batches.subscribe()
+    ///
+    /// The channel is bounded by `capacity` batches and the WAL writer blocks
+    /// on a full channel, so a slow consumer applies back-pressure to ingest
+    /// (the queue fills, sources get 503) instead of silently missing data.
+    /// Batches replayed from the WAL at start are not sent; consumers read
+    /// those from [`Store::snapshot`].
+    pub fn subscribe(&self, capacity: usize) -> Receiver<RecordBatch> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        rx
     }
 
     /// Seals the open segment, flushes everything to Parquet and stops the
@@ -508,10 +520,12 @@ fn writer_loop(
                         st.head_rows += rows;
                         inner.publish_gauges(&st);
                     }
+                    let batches: Vec<RecordBatch> =
+                        group.iter().map(|p| p.rec.batch.clone()).collect();
                     for p in group.drain(..) {
-                        let _ = inner.batches.send(p.rec.batch);
                         let _ = p.ack.send(Ok(()));
                     }
+                    publish(inner, batches);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "WAL append failed; refusing the group and starting a new segment");
@@ -557,6 +571,15 @@ fn writer_loop(
             opened = Instant::now();
         }
     }
+}
+
+/// Hands durable batches to subscribers, dropping the ones that hung up.
+fn publish(inner: &Inner, batches: Vec<RecordBatch>) {
+    let mut subs = inner.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+    if subs.is_empty() {
+        return;
+    }
+    subs.retain(|tx| batches.iter().all(|b| tx.send(b.clone()).is_ok()));
 }
 
 fn roll(
@@ -833,6 +856,33 @@ mod tests {
         let snap = Store::read_only_snapshot(dir.path()).expect("snap");
         assert_eq!(all_rows(&snap), vec![sample(10), sample(11), sample(12)]);
         assert!(snap.files.iter().any(|f| f.first_seq == 4));
+    }
+
+    #[test]
+    fn subscribers_receive_every_durable_batch() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(
+            dir.path(),
+            StorageConfig::default(),
+            Arc::new(Metrics::new()),
+        )
+        .expect("open");
+        let rx = store.subscribe(1);
+        let reader = std::thread::spawn(move || {
+            let mut rows = 0;
+            while let Ok(b) = rx.recv() {
+                rows += b.num_rows();
+            }
+            rows
+        });
+        for i in 0..20 {
+            store
+                .ingest_blocking(rec(&[sample(i), sample(i + 100)]))
+                .expect("ingest");
+        }
+        store.close();
+        drop(store);
+        assert_eq!(reader.join().expect("reader"), 40);
     }
 
     #[test]
