@@ -33,7 +33,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::forecast::error::{ForecastError, Result};
-use crate::forecast::series::{Series, detect_period};
+use crate::forecast::series::{Series, ShiftGuard, detect_period};
 use crate::forecast::{ModelConfig, PointModel};
 
 /// Trend component of an ETS variant.
@@ -491,18 +491,9 @@ pub struct AutoEts {
     state: Option<EtsState>,
     /// (label, AICc) of every variant tried.
     tried: Vec<(String, f64)>,
-    /// Robust scale of the in-sample one-step errors (1.4826 × median |e|).
-    err_scale: f64,
-    /// Signed count of consecutive large one-step errors (level-shift guard).
-    run: i32,
-    /// Number of level resets done by the guard since the fit.
-    resets: usize,
+    /// Level-shift guard on the one-step errors.
+    guard: ShiftGuard,
 }
-
-/// Level-shift guard: this many consecutive one-step errors of the same sign ...
-pub const SHIFT_RUN: i32 = 6;
-/// ... each larger than this many robust error scales reset the level to the data.
-pub const SHIFT_SIGMAS: f64 = 4.0;
 
 impl AutoEts {
     /// An unfitted model configured from `cfg`.
@@ -515,9 +506,7 @@ impl AutoEts {
             fitted: None,
             state: None,
             tried: Vec::new(),
-            err_scale: 0.0,
-            run: 0,
-            resets: 0,
+            guard: ShiftGuard::default(),
         }
     }
 
@@ -587,12 +576,8 @@ impl PointModel for AutoEts {
         };
         // Robust scale of the in-sample one-step errors for the level-shift guard.
         let mut st = best.initial_state();
-        let mut errs: Vec<f64> = y.iter().map(|v| best.step(&mut st, *v).abs()).collect();
-        errs.retain(|e| e.is_finite());
-        errs.sort_by(|a, b| a.total_cmp(b));
-        let med = errs.get(errs.len() / 2).copied().unwrap_or(0.0);
-        let mean = errs.iter().sum::<f64>() / errs.len().max(1) as f64;
-        self.err_scale = if med > 0.0 { 1.4826 * med } else { mean };
+        let errs: Vec<f64> = y.iter().map(|v| best.step(&mut st, *v)).collect();
+        self.guard = ShiftGuard::new(ShiftGuard::robust_scale(errs));
         self.fitted = Some(best);
         self.reset(y)
     }
@@ -607,8 +592,7 @@ impl PointModel for AutoEts {
             p.step(&mut st, v);
         }
         self.state = Some(st);
-        self.run = 0;
-        self.resets = 0;
+        self.guard.clear();
         Ok(())
     }
 
@@ -623,16 +607,7 @@ impl PointModel for AutoEts {
         if !e.is_finite() {
             return;
         }
-        let big = e.abs() > SHIFT_SIGMAS * self.err_scale && e != 0.0;
-        let sign = if e > 0.0 { 1 } else { -1 };
-        self.run = if !big {
-            0
-        } else if self.run.signum() == sign {
-            self.run + sign
-        } else {
-            sign
-        };
-        if self.run.abs() >= SHIFT_RUN {
+        if self.guard.observe(e) {
             // The index just used is pos - 1 (the filter has advanced).
             let m = st.s.len();
             let s_used = if m > 0 {
@@ -646,8 +621,6 @@ impl PointModel for AutoEts {
                 _ => y,
             };
             st.b = 0.0;
-            self.run = 0;
-            self.resets += 1;
         }
     }
 
@@ -661,8 +634,8 @@ impl PointModel for AutoEts {
     fn params(&self) -> serde_json::Value {
         serde_json::json!({
             "selected": self.fitted,
-            "error_scale": self.err_scale,
-            "level_resets_since_fit": self.resets,
+            "error_scale": self.guard.scale,
+            "level_resets_since_fit": self.guard.resets,
             "candidates_aicc": self.tried.iter().map(|(l, a)| serde_json::json!({"variant": l, "aicc": a})).collect::<Vec<_>>(),
         })
     }
@@ -672,6 +645,7 @@ impl PointModel for AutoEts {
 pub(crate) mod tests {
     use super::*;
     use crate::forecast::model_by_name;
+    use crate::forecast::series::SHIFT_RUN;
 
     /// Deterministic standard normal noise (xorshift + Box-Muller) for reproducible tests.
     pub(crate) fn noise(n: usize, seed: u64) -> Vec<f64> {

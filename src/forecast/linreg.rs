@@ -24,7 +24,8 @@
 //! features and target. The fit runs on a copy of the training data clipped to its 0.1% /
 //! 99.9% quantiles (one huge spike would otherwise own the squared loss), and at prediction
 //! time every feature is clamped to its training range (no extrapolation, e.g. right after a
-//! level shift). Beyond `H` the `H`-step model is applied from pseudo-origins `t + (j − H)`
+//! level shift), and the level-shift guard ([`crate::forecast::series::ShiftGuard`]) replaces
+//! the history before a detected shift by the new level. Beyond `H` the `H`-step model is applied from pseudo-origins `t + (j − H)`
 //! over the history extended with the forecasts already made. Needs `max(30, 3 × features)` rows after the longest lookback;
 //! shorter series get [`ForecastError::TooShort`].
 
@@ -37,7 +38,7 @@ use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use crate::forecast::error::{ForecastError, Result};
-use crate::forecast::series::{DAY_MS, Series, WEEK_MS, detect_period};
+use crate::forecast::series::{DAY_MS, SHIFT_RUN, Series, ShiftGuard, WEEK_MS, detect_period};
 use crate::forecast::{ModelConfig, PointModel};
 
 /// One horizon's fitted linear model.
@@ -181,6 +182,8 @@ pub struct LinReg {
     hist: VecDeque<f64>,
     /// Timestamp of the next (not yet observed) step.
     next_ms: i64,
+    /// Level-shift guard on the one-step errors.
+    guard: ShiftGuard,
 }
 
 impl LinReg {
@@ -191,12 +194,41 @@ impl LinReg {
             params: None,
             hist: VecDeque::new(),
             next_ms: 0,
+            guard: ShiftGuard::default(),
         }
     }
 
     /// The fitted parameters.
     pub fn fitted(&self) -> Option<&LinRegParams> {
         self.params.as_ref()
+    }
+
+    /// Signed amount by which the current rolling mean/median features exceed their 1-step
+    /// training range (0 when inside).
+    fn level_excess(&self) -> f64 {
+        let (Some(p), Some(fit)) = (
+            self.params.as_ref(),
+            self.params.as_ref().and_then(|p| p.horizons.first()),
+        ) else {
+            return 0.0;
+        };
+        let mut buf = Vec::new();
+        let origin_ms = self.next_ms.saturating_sub(p.step_ms);
+        p.base_features(&self.hist, origin_ms, &mut buf);
+        let first = p.lags;
+        let last = p.lags + p.mean_windows.len() + p.median_windows.len();
+        (first..last.min(buf.len()))
+            .map(|i| {
+                let x = buf[i];
+                if x > fit.hi[i] {
+                    x - fit.hi[i]
+                } else if x < fit.lo[i] {
+                    x - fit.lo[i]
+                } else {
+                    0.0
+                }
+            })
+            .sum()
     }
 }
 
@@ -449,6 +481,8 @@ impl PointModel for LinReg {
         }
         p.features = names;
         self.params = Some(p);
+        // Scale 0: any excess of the level features over their training range counts.
+        self.guard = ShiftGuard::new(0.0);
         self.reset(y_raw)
     }
 
@@ -462,6 +496,7 @@ impl PointModel for LinReg {
         self.next_ms = p
             .start_ms
             .saturating_add((y.len() as i64).saturating_mul(p.step_ms));
+        self.guard.clear();
         Ok(())
     }
 
@@ -482,6 +517,23 @@ impl PointModel for LinReg {
         self.hist.push_back(v);
         if self.hist.len() > p.lookback() {
             self.hist.pop_front();
+        }
+        // Level-shift guard: the rolling mean/median features (relative to the last value)
+        // outside their training range, in the same direction, SHIFT_RUN steps in a row.
+        let shifted = y.is_finite() && {
+            let excess = self.level_excess();
+            self.guard.observe(excess)
+        };
+        if shifted {
+            // Level shift: forget the old level. The history before the last SHIFT_RUN
+            // observations is replaced by their mean, so lags, means and medians describe the
+            // new level only.
+            let k = (SHIFT_RUN as usize).min(self.hist.len());
+            let n = self.hist.len();
+            let level = self.hist.iter().skip(n - k).sum::<f64>() / k.max(1) as f64;
+            for v in self.hist.iter_mut().take(n - k) {
+                *v = level;
+            }
         }
         self.next_ms = self.next_ms.saturating_add(p.step_ms);
     }
@@ -552,7 +604,11 @@ impl PointModel for LinReg {
     }
 
     fn params(&self) -> serde_json::Value {
-        serde_json::to_value(&self.params).unwrap_or(serde_json::Value::Null)
+        serde_json::json!({
+            "fit": self.params,
+            "shift_guard": "rolling mean/median features outside their training range",
+            "level_resets_since_fit": self.guard.resets,
+        })
     }
 }
 
@@ -633,11 +689,13 @@ mod tests {
         };
         let mut m = LinReg::new(&cfg);
         m.fit_params(&y, 0, 300_000).unwrap();
-        for _ in 0..60 {
+        for _ in 0..SHIFT_RUN {
             m.update(0.0);
         }
+        // The level-shift guard fired after SHIFT_RUN steps: the old level is forgotten.
         let f = m.point(12);
-        assert!(f.iter().all(|v| v.abs() < 6.0), "{f:?}");
+        assert!(f.iter().all(|v| v.abs() < 1.0), "{f:?}");
+        assert_eq!(m.params()["level_resets_since_fit"], 1);
     }
 
     #[test]

@@ -305,6 +305,91 @@ pub fn detect_period(s: &Series, threshold: f64) -> Option<usize> {
     best.map(|(p, _)| p)
 }
 
+/// Level-shift guard: this many consecutive one-step errors of the same sign ...
+pub const SHIFT_RUN: i32 = 6;
+/// ... each larger than this many robust error scales mean the level has moved.
+pub const SHIFT_SIGMAS: f64 = 4.0;
+
+/// Detects level shifts from one-step forecast errors (used by `ets` and `linreg` online).
+///
+/// After fitting, a model sets [`ShiftGuard::scale`] to a robust scale of its in-sample
+/// one-step errors ([`ShiftGuard::robust_scale`]). [`ShiftGuard::observe`] returns `true` once
+/// [`SHIFT_RUN`] consecutive errors of one sign each exceed [`SHIFT_SIGMAS`] scales; the model
+/// then moves its state to the new level (parameters are never changed).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShiftGuard {
+    /// Robust scale of in-sample one-step errors.
+    pub scale: f64,
+    /// Signed length of the current run of large errors.
+    pub run: i32,
+    /// Number of shifts detected since the last fit/reset.
+    pub resets: usize,
+}
+
+impl ShiftGuard {
+    /// A guard with the given error scale.
+    pub fn new(scale: f64) -> Self {
+        ShiftGuard {
+            scale: if scale.is_finite() {
+                scale.max(0.0)
+            } else {
+                0.0
+            },
+            run: 0,
+            resets: 0,
+        }
+    }
+
+    /// 1.4826 × median of `|errors|` (the MAD scale of a normal), or their mean when the
+    /// median is 0; non-finite errors are ignored; 0 for no error.
+    pub fn robust_scale(errors: impl IntoIterator<Item = f64>) -> f64 {
+        let mut v: Vec<f64> = errors
+            .into_iter()
+            .filter(|e| e.is_finite())
+            .map(f64::abs)
+            .collect();
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let med = v[v.len() / 2];
+        if med > 0.0 {
+            1.4826 * med
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    }
+
+    /// Feeds one one-step error; `true` when a level shift is detected (the run restarts).
+    pub fn observe(&mut self, e: f64) -> bool {
+        if !e.is_finite() {
+            return false;
+        }
+        let big = e != 0.0 && e.abs() > SHIFT_SIGMAS * self.scale;
+        let sign = if e > 0.0 { 1 } else { -1 };
+        self.run = if !big {
+            0
+        } else if self.run.signum() == sign {
+            self.run + sign
+        } else {
+            sign
+        };
+        if self.run.abs() >= SHIFT_RUN {
+            self.run = 0;
+            self.resets += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Clears the run and the reset count (after a refit or reset).
+    pub fn clear(&mut self) {
+        self.run = 0;
+        self.resets = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +474,30 @@ mod tests {
             .collect();
         let s = Series::new(0, step, noise).unwrap();
         assert_eq!(detect_period(&s, 0.3), None);
+    }
+
+    #[test]
+    fn shift_guard_needs_a_run_of_one_sign() {
+        let mut g = ShiftGuard::new(ShiftGuard::robust_scale([1.0, -1.0, 1.0]));
+        assert!((g.scale - 1.4826).abs() < 1e-12);
+        for _ in 0..SHIFT_RUN - 1 {
+            assert!(!g.observe(10.0));
+        }
+        // A small error breaks the run.
+        assert!(!g.observe(0.1));
+        for _ in 0..SHIFT_RUN - 1 {
+            assert!(!g.observe(-10.0));
+        }
+        // Sign change restarts the run.
+        assert!(!g.observe(10.0));
+        for _ in 0..SHIFT_RUN - 2 {
+            assert!(!g.observe(10.0));
+        }
+        assert!(g.observe(10.0));
+        assert_eq!(g.resets, 1);
+        assert!(!g.observe(f64::NAN));
+        assert_eq!(ShiftGuard::robust_scale([0.0, 0.0, 3.0]), 1.0);
+        assert_eq!(ShiftGuard::robust_scale([]), 0.0);
     }
 
     #[test]
