@@ -333,6 +333,59 @@ pub fn across_value(f: AcrossFunction, values: &[f64]) -> Option<f64> {
     })
 }
 
+/// The `q` quantile a default-configured [`DDSketch`] (relative accuracy 1 %,
+/// 2048 bins) holding `values` reports, bit for bit.
+///
+/// When the values span fewer bins than the sketch's bin limit (no bin
+/// collapsing, the usual case) the sketch's answer is the bin value of the
+/// `floor(q × (n − 1))`-th smallest value, which is found with a selection
+/// instead of filling a sketch; otherwise the sketch is built. `values` is
+/// reordered.
+pub fn ddsketch_quantile(values: &mut [f64], q: f64) -> Option<f64> {
+    if values.is_empty() || !(0.0..=1.0).contains(&q) {
+        return None;
+    }
+    let config = SketchConfig::defaults();
+    let min_value = config.min_possible();
+    let (mut pos_lo, mut pos_hi) = (f64::INFINITY, 0.0f64);
+    let (mut neg_lo, mut neg_hi) = (f64::INFINITY, 0.0f64);
+    for &v in values.iter() {
+        if v > min_value {
+            pos_lo = pos_lo.min(v);
+            pos_hi = pos_hi.max(v);
+        } else if v < -min_value {
+            neg_lo = neg_lo.min(-v);
+            neg_hi = neg_hi.max(-v);
+        }
+    }
+    let span = |lo: f64, hi: f64| {
+        if lo.is_finite() {
+            i64::from(config.key(hi)) - i64::from(config.key(lo))
+        } else {
+            0
+        }
+    };
+    // Bins grow in chunks of 128 up to 2048; stay well inside to avoid collapsing.
+    if span(pos_lo, pos_hi) >= 1_900 || span(neg_lo, neg_hi) >= 1_900 || q == 0.0 || q == 1.0 {
+        let mut sketch = DDSketch::new(config);
+        for &v in values.iter() {
+            sketch.add(v);
+        }
+        return sketch.quantile(q).ok().flatten();
+    }
+    let rank = (q * (values.len() as f64 - 1.0)) as usize;
+    let rank = rank.min(values.len() - 1);
+    let (_, v, _) = values.select_nth_unstable_by(rank, f64::total_cmp);
+    let v = *v;
+    Some(if v > min_value {
+        config.value(config.key(v))
+    } else if v < -min_value {
+        -config.value(config.key(-v))
+    } else {
+        0.0
+    })
+}
+
 /// Computes the requested aggregates of one group: `series` are `(series_id,
 /// points)` in ascending `series_id` order, each sorted with unique timestamps.
 pub fn aggregate_group<'a>(
@@ -349,7 +402,7 @@ pub fn aggregate_group<'a>(
     let mut rate: Option<f64> = None;
     let mut increase: Option<f64> = None;
     let want_sketch = wanted.any_quantile();
-    let mut sketch = want_sketch.then(|| DDSketch::new(SketchConfig::defaults()));
+    let mut sketch_values: Vec<f64> = Vec::new();
     let want_rate = wanted.contains(AggregateKind::Rate);
     let want_increase = wanted.contains(AggregateKind::Increase);
     for (id, points) in series {
@@ -362,10 +415,8 @@ pub fn aggregate_group<'a>(
             min = min.min(v);
             max = max.max(v);
         }
-        if let Some(s) = sketch.as_mut() {
-            for &(_, v) in points {
-                s.add(v);
-            }
+        if want_sketch {
+            sketch_values.extend(points.iter().map(|p| p.1));
         }
         if last.is_none_or(|(t, i, _)| (lts, id) > (t, i)) {
             last = Some((lts, id, lv));
@@ -394,10 +445,9 @@ pub fn aggregate_group<'a>(
             AggregateKind::Last => last.map(|l| l.2),
             AggregateKind::Rate => rate,
             AggregateKind::Increase => increase,
-            q => match (q.quantile(), sketch.as_ref()) {
-                (Some(q), Some(s)) => s.quantile(q).ok().flatten(),
-                _ => None,
-            },
+            q => q
+                .quantile()
+                .and_then(|q| ddsketch_quantile(&mut sketch_values, q)),
         };
         out.set(k, v);
     }
@@ -480,6 +530,41 @@ mod tests {
         assert_eq!(w.max, Some(3.0));
         assert_eq!(w.sum, None);
         assert_eq!(aggregate_group([], 0, 1, all), AggregateValues::default());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn quantile_shortcut_equals_the_sketch(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![-1e6f64..1e6, -1.0f64..1.0, proptest::strategy::Just(0.0), 1e-12f64..1e-8],
+                1..300,
+            ),
+            q in proptest::prop_oneof![
+                proptest::strategy::Just(0.5), proptest::strategy::Just(0.9),
+                proptest::strategy::Just(0.95), proptest::strategy::Just(0.99), 0.0f64..=1.0
+            ],
+        ) {
+            let mut sketch = DDSketch::new(SketchConfig::defaults());
+            for v in &values {
+                sketch.add(*v);
+            }
+            let want = sketch.quantile(q).ok().flatten();
+            let mut vs = values.clone();
+            let got = ddsketch_quantile(&mut vs, q);
+            proptest::prop_assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits));
+        }
+    }
+
+    #[test]
+    fn quantile_falls_back_to_the_sketch_for_wide_ranges() {
+        let mut vs: Vec<f64> = (0..100).map(|i| 10f64.powi(i % 40 - 20)).collect();
+        let mut sketch = DDSketch::new(SketchConfig::defaults());
+        for v in &vs {
+            sketch.add(*v);
+        }
+        let want = sketch.quantile(0.95).ok().flatten();
+        assert_eq!(ddsketch_quantile(&mut vs, 0.95), want);
+        assert_eq!(ddsketch_quantile(&mut [], 0.5), None);
     }
 
     #[test]

@@ -36,6 +36,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use arrow::array::Array;
 use arrow::datatypes::DataType;
@@ -174,14 +175,15 @@ enum Kind {
 }
 
 struct GroupInfo {
-    labels: Vec<Label>,
+    labels: Arc<[Label]>,
     id: u64,
 }
 
 struct Runtime {
     id: String,
+    id_arc: Arc<str>,
     kind: Kind,
-    metric: String,
+    metric: Arc<str>,
     group_by: Vec<String>,
     /// series_id → meta (None: not selected).
     cache: IdMap<Option<SeriesMeta>>,
@@ -250,8 +252,9 @@ impl Runtime {
         };
         Ok(Self {
             id: id.to_string(),
+            id_arc: Arc::from(id),
             kind,
-            metric,
+            metric: Arc::from(metric.as_str()),
             group_by,
             cache: IdMap::default(),
             groups: Vec::new(),
@@ -305,7 +308,7 @@ impl Runtime {
                 let g = u32::try_from(self.groups.len()).unwrap_or(u32::MAX);
                 self.groups.push(GroupInfo {
                     id: series_id(&self.id, &key),
-                    labels: key.clone(),
+                    labels: key.clone().into(),
                 });
                 self.group_index.insert(key, g);
                 g
@@ -381,24 +384,34 @@ impl Runtime {
                 self.stats.windows_emitted += 1;
                 self.stats.duplicates += w.duplicates;
             }
-            // Series per group, in ascending series id order.
-            let mut by_group: Vec<(u32, Vec<&SeriesData>)> = Vec::new();
-            let mut slot: HashMap<u32, usize> = HashMap::new();
-            for s in &w.series {
-                let k = *slot.entry(s.meta.group).or_insert_with(|| {
-                    by_group.push((s.meta.group, Vec::new()));
-                    by_group.len() - 1
-                });
-                by_group[k].1.push(s);
-            }
-            let mut groups: Vec<(&GroupInfo, Vec<&SeriesData>)> = by_group
-                .into_iter()
-                .filter_map(|(g, s)| self.groups.get(g as usize).map(|gi| (gi, s)))
+            // Series ordered by (group id, series id): each group is one run,
+            // its series in ascending id order.
+            let groups = &self.groups;
+            let mut refs: Vec<(u64, u32, &SeriesData)> = w
+                .series
+                .iter()
+                .filter_map(|s| {
+                    groups
+                        .get(s.meta.group as usize)
+                        .map(|g| (g.id, s.meta.group, s))
+                })
                 .collect();
-            groups.sort_by(|a, b| a.0.labels.cmp(&b.0.labels));
-            for (gi, series) in groups {
+            refs.sort_unstable_by_key(|(gid, g, s)| (*gid, *g, s.id));
+            let ordered: Vec<&SeriesData> = refs.iter().map(|r| r.2).collect();
+            let mut i = 0;
+            while i < ordered.len() {
+                let g = ordered[i].meta.group;
+                let mut j = i + 1;
+                while j < ordered.len() && ordered[j].meta.group == g {
+                    j += 1;
+                }
+                let series = &ordered[i..j];
+                i = j;
+                let Some(gi) = groups.get(g as usize) else {
+                    continue;
+                };
                 let mut row = AggregateRow {
-                    transform: self.id.clone(),
+                    transform: self.id_arc.clone(),
                     kind: RowKind::Window,
                     metric: self.metric.clone(),
                     window_start: w.start,
@@ -423,7 +436,7 @@ impl Runtime {
                     }
                     Kind::Utilization(u) => {
                         row.kind = RowKind::Utilization;
-                        let (values, cost) = u.compute(&gi.labels, &series, w.start, w.end);
+                        let (values, cost) = u.compute(&gi.labels, series, w.start, w.end);
                         row.utilization = values;
                         row.cost = cost;
                     }
@@ -437,6 +450,7 @@ impl Runtime {
 
 struct CostRuntime {
     id: String,
+    id_arc: Arc<str>,
     inputs: Vec<String>,
     config: CostTransformConfig,
     stats: TransformStats,
@@ -507,6 +521,7 @@ impl Engine {
                     }
                     costs.push(CostRuntime {
                         id: id.clone(),
+                        id_arc: Arc::from(id.as_str()),
                         inputs: inputs.clone(),
                         config: config.clone(),
                         stats: TransformStats::default(),
@@ -577,7 +592,7 @@ impl Engine {
             };
             for row in &self.pending[start..] {
                 let mut r = row.clone();
-                r.transform = c.id.clone();
+                r.transform = c.id_arc.clone();
                 r.kind = RowKind::Cost;
                 r.group_id = series_id(&c.id, &r.labels);
                 r.cost = cost::compute(

@@ -171,17 +171,17 @@ pub struct UtilizationValues {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateRow {
     /// Transform id.
-    pub transform: String,
+    pub transform: Arc<str>,
     /// Transform kind.
     pub kind: RowKind,
     /// Metric or resource name.
-    pub metric: String,
+    pub metric: Arc<str>,
     /// Inclusive window start (ms).
     pub window_start: i64,
     /// Exclusive window end (ms).
     pub window_end: i64,
     /// Group labels, sorted by name.
-    pub labels: Vec<Label>,
+    pub labels: Arc<[Label]>,
     /// Group id.
     pub group_id: u64,
     /// Distinct series.
@@ -225,12 +225,12 @@ pub fn rows_to_batch(rows: &[AggregateRow]) -> RecordBatch {
     let mut extra: Vec<Float64Builder> = (0..8).map(|_| Float64Builder::with_capacity(n)).collect();
     let mut is_update = BooleanBuilder::with_capacity(n);
     for r in rows {
-        transform.append_value(&r.transform);
+        transform.append_value(&*r.transform);
         kind.append_value(r.kind.name());
-        metric.append_value(&r.metric);
+        metric.append_value(&*r.metric);
         start.append_value(r.window_start);
         end.append_value(r.window_end);
-        for (k, v) in &r.labels {
+        for (k, v) in r.labels.iter() {
             labels.keys().append_value(k);
             labels.values().append_value(v);
         }
@@ -293,7 +293,7 @@ mod tests {
             metric: "m".into(),
             window_start: 0,
             window_end: 60_000,
-            labels: vec![("instance".into(), "a".into())],
+            labels: vec![("instance".into(), "a".into())].into(),
             group_id: 7,
             series: 1,
             samples: 2,

@@ -66,7 +66,7 @@ impl WindowBuf {
             .entry(id)
             .or_insert_with(|| SeriesBuf {
                 meta,
-                points: Vec::with_capacity(4),
+                points: Vec::with_capacity(8),
             })
             .points
             .push((ts, v));
