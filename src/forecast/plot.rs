@@ -111,7 +111,8 @@ pub fn plot_forecast(path: &Path, d: &PlotData) -> Result<()> {
     chart
         .draw_series(LineSeries::new(hist, BLACK.mix(0.5)))
         .map_err(err)?
-        .label("history");
+        .label("history")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK.mix(0.5)));
     let act = d
         .actual
         .iter()
