@@ -99,9 +99,13 @@ pub struct SimulateArgs {
     /// Forecast model of the default predictive policy.
     #[arg(long, default_value = "auto")]
     pub model: String,
-    /// Quantile of the default predictive policy.
-    #[arg(long, default_value_t = 0.9)]
-    pub quantile: f64,
+    /// Quantile(s) of the default predictive policy; several values add one policy each
+    /// (`predictive-p90`, `predictive-p99`, ...), tracing the cost/availability trade-off.
+    #[arg(long = "quantile", default_values_t = [0.9])]
+    pub quantiles: Vec<f64>,
+    /// Scale-down stabilization of the default predictive policy.
+    #[arg(long, default_value_t = 0)]
+    pub predictive_stabilization_secs: u64,
     /// Price of one replica-hour, USD (same for every policy).
     #[arg(long, default_value_t = DEFAULT_REPLICA_HOUR_USD)]
     pub replica_hour_usd: f64,
@@ -280,7 +284,8 @@ pub struct Timeline {
     pub desired: Vec<Vec<u32>>,
     /// Usable replicas at each slot, per policy.
     pub usable: Vec<Vec<u32>>,
-    /// One-step-ahead forecast band (p10, p50, p90) of the first forecasting policy.
+    /// Forecast band (p10, p50, p90) for each slot, made one slot earlier, of the first
+    /// forecasting policy.
     pub band: Vec<Option<(f64, f64, f64)>>,
 }
 
@@ -443,6 +448,7 @@ pub fn default_predictive(
     model: &str,
     quantile: f64,
     lead_time_secs: u64,
+    stabilization_secs: u64,
 ) -> TargetPolicy {
     let mut p = TargetPolicy::example("predictive", capacity, 1, max_replicas);
     p.target_utilization_percent = target_percent;
@@ -453,7 +459,7 @@ pub fn default_predictive(
         ..PredictiveConfig::default()
     });
     p.cooldown_secs = 0;
-    p.scale_down_stabilization_secs = 0;
+    p.scale_down_stabilization_secs = stabilization_secs;
     p
 }
 
@@ -566,6 +572,7 @@ pub fn simulate_trace(
     let mut desired: Vec<Vec<u32>> = vec![Vec::with_capacity(n); np];
     let mut usable: Vec<Vec<u32>> = vec![Vec::with_capacity(n); np];
     let mut band = Vec::with_capacity(n);
+    band.push(None);
     let initial: Vec<u32> = policies
         .iter()
         .zip(&recs)
@@ -657,12 +664,15 @@ pub fn simulate_trace(
                 }
             }
         }
-        band.push(band_model.as_ref().and_then(|m| {
-            forecasts
-                .get(m)
-                .and_then(|f| f.points.first())
-                .map(|p| (p.p10, p.p50, p.p90))
-        }));
+        // The one-step forecast made now is for the next slot.
+        if i + 1 < n {
+            band.push(band_model.as_ref().and_then(|m| {
+                forecasts
+                    .get(m)
+                    .and_then(|f| f.points.first())
+                    .map(|p| (p.p10, p.p50, p.p90))
+            }));
+        }
         // Decisions.
         for k in 0..np {
             let prev = if i == 0 {
@@ -1043,14 +1053,16 @@ pub fn plot_svg(
     let caps: Vec<Vec<f64>> = (0..names.len())
         .map(|k| agg(&|i| f64::from(tl.usable[k][i]) * capacity_usable))
         .collect();
-    let ymax = load
-        .iter()
-        .chain(p90.iter())
-        .chain(caps.iter().flatten())
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, f64::max)
-        * 1.05;
+    let finite = || {
+        load.iter()
+            .chain(p10.iter())
+            .chain(p90.iter())
+            .chain(caps.iter().flatten())
+            .copied()
+            .filter(|v| v.is_finite())
+    };
+    let ymax = finite().fold(0.0f64, f64::max) * 1.05;
+    let ymin = (finite().fold(f64::INFINITY, f64::min) * 0.9).clamp(0.0, ymax * 0.99);
     let xmax = xs.last().copied().unwrap_or(1.0).max(1e-9);
     let root = SVGBackend::new(path, (1400, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| perr(e.to_string()))?;
@@ -1062,7 +1074,7 @@ pub fn plot_svg(
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..xmax, 0.0..ymax.max(1e-9))
+        .build_cartesian_2d(0.0..xmax, ymin..ymax.max(1e-9))
         .map_err(|e| perr(e.to_string()))?;
     chart
         .configure_mesh()
@@ -1102,13 +1114,16 @@ pub fn plot_svg(
         .label("load")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK));
     let palette = [
-        RED,
-        GREEN,
-        MAGENTA,
-        CYAN,
-        BLUE,
-        RGBColor(255, 140, 0),
-        RGBColor(128, 0, 128),
+        RGBColor(128, 128, 128),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(23, 190, 207),
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(188, 189, 34),
     ];
     for (k, name) in names.iter().enumerate() {
         let c = palette[k % palette.len()];
@@ -1159,10 +1174,12 @@ pub fn run(args: &SimulateArgs) -> Result<SimulateReport> {
             "warm-up of {warmup} slots leaves nothing to score in {n} slots"
         )));
     }
-    if !(args.quantile > 0.0 && args.quantile < 1.0) {
+    if args.quantiles.is_empty() {
+        return Err(RecommendError::Input("--quantile needs a value".into()));
+    }
+    if let Some(q) = args.quantiles.iter().find(|q| !(**q > 0.0 && **q < 1.0)) {
         return Err(RecommendError::Input(format!(
-            "--quantile must be in (0, 1), got {}",
-            args.quantile
+            "--quantile must be in (0, 1), got {q}"
         )));
     }
     let target = args.target_utilization_percent;
@@ -1189,17 +1206,24 @@ pub fn run(args: &SimulateArgs) -> Result<SimulateReport> {
     let max_replicas = args.peak_replicas.saturating_mul(3).max(10);
     let mut policies = baselines(capacity, target, max_replicas);
     if args.policies.is_empty() {
-        policies.push((
-            "predictive".into(),
-            SimPolicy::Target(Box::new(default_predictive(
+        for q in &args.quantiles {
+            let name = if args.quantiles.len() == 1 {
+                "predictive".to_string()
+            } else {
+                format!("predictive-p{}", format!("{}", q * 100.0).replace('.', "_"))
+            };
+            let mut p = default_predictive(
                 capacity,
                 target,
                 max_replicas,
                 &args.model,
-                args.quantile,
+                *q,
                 args.provisioning_delay_secs,
-            ))),
-        ));
+                args.predictive_stabilization_secs,
+            );
+            p.name = name.clone();
+            policies.push((name, SimPolicy::Target(Box::new(p))));
+        }
     }
     for path in &args.policies {
         let file = PolicyFile::load(path)?;
@@ -1455,7 +1479,8 @@ mod tests {
             refit_every_secs: 21_600,
             max_history_secs: 1_209_600,
             model: "seasonal_naive".into(),
-            quantile: 0.9,
+            quantiles: vec![0.9],
+            predictive_stabilization_secs: 0,
             replica_hour_usd: DEFAULT_REPLICA_HOUR_USD,
             out_dir: Some(out.clone()),
             no_progress: true,
