@@ -190,9 +190,9 @@ impl PointModel for Auto {
                     continue;
                 }
                 let mut fc = Vec::with_capacity(n_val);
-                for t in k_fit..n {
+                for &v in &y[k_fit..n] {
                     fc.push(m.point(hmax));
-                    m.update(y[t]);
+                    m.update(v);
                 }
                 names.push(name.clone());
                 per_model.push(fc);

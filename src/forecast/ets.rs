@@ -309,7 +309,7 @@ pub fn nelder_mead(
 /// Heuristic initial states `(l0, b0, s0)` for a variant.
 fn initial_states(y: &[f64], trend: Trend, season: Season, m: usize) -> (f64, f64, Vec<f64>) {
     if season == Season::None || m < 2 || y.len() < 2 * m {
-        let k = y.len().min(10).max(1);
+        let k = y.len().clamp(1, 10);
         let l0 = y[..k].iter().sum::<f64>() / k as f64;
         let b0 = if trend != Trend::None && y.len() >= 4 {
             let half = (y.len().min(20)) / 2;
@@ -673,9 +673,9 @@ pub(crate) mod tests {
             .map(|i| 10.0 * (2.0 * std::f64::consts::PI * i as f64 / m as f64).sin())
             .collect();
         let mut y = Vec::with_capacity(n);
-        for t in 0..n {
+        for (t, &et) in e.iter().enumerate().take(n) {
             let i = t % m;
-            let err = sigma * e[t];
+            let err = sigma * et;
             y.push(l + s[i] + err);
             l += alpha * err;
             s[i] += gamma * err;

@@ -190,9 +190,9 @@ impl<P: PointModel> Model for Calibrated<P> {
             .collect();
         self.pending.clear();
         self.issue();
-        for t in warm..y.len() {
-            self.observe(s.values[t]);
-            self.inner.update(y[t]);
+        for (&raw, &filled) in s.values[warm..].iter().zip(&y[warm..]) {
+            self.observe(raw);
+            self.inner.update(filled);
             self.issue();
         }
         self.non_negative = y.iter().all(|v| *v >= 0.0);

@@ -449,8 +449,8 @@ impl PointModel for LinReg {
         let mut base: Vec<Vec<f64>> = Vec::with_capacity(n - lb + 1);
         let mut hist: VecDeque<f64> = y[..lb - 1].iter().copied().collect();
         let mut buf = Vec::new();
-        for t in lb - 1..n {
-            hist.push_back(y[t]);
+        for (t, &v) in y.iter().enumerate().skip(lb - 1) {
+            hist.push_back(v);
             if hist.len() > lb {
                 hist.pop_front();
             }
