@@ -5,10 +5,16 @@
 //! * [`RefitPolicy`] — when to refit (AWS predictive scaling style: every 6 h, only with at
 //!   least 24 h of history, using at most 14 days);
 //! * [`forecast_rows`] — fit a model on one series' history and turn the forecast into rows
-//!   `(series, issued_at, target_ts, p10, p50, p90, mean, model)` ready for a table.
+//!   `(series, issued_at, target_ts, p10, p50, p90, mean, model)` ready for a table;
+//! * [`ForecastArgs`] / [`run`] — a one-shot `scalecast forecast` over CSV files (the same
+//!   input layout as `scalecast backtest`), printing or writing the rows as CSV. The SQL
+//!   history input is added by the pipeline stage on top of [`forecast_rows`].
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::forecast::backtest::{expand_inputs, load_csv};
 use crate::forecast::error::{ForecastError, Result};
 use crate::forecast::series::{DAY_MS, Series};
 use crate::forecast::{ModelConfig, forecast_series};
@@ -129,6 +135,106 @@ pub fn forecast_rows(
     Ok((rows, params))
 }
 
+/// Arguments of a one-shot `scalecast forecast` over CSV files.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ForecastArgs {
+    /// CSV files, directories or globs (layout as for `scalecast backtest`).
+    #[arg(required = true, value_name = "CSV")]
+    pub inputs: Vec<String>,
+    /// Model name.
+    #[arg(long, default_value = "auto")]
+    pub model: String,
+    /// Forecast horizon in steps.
+    #[arg(long, default_value_t = 576)]
+    pub horizon: usize,
+    /// Season length in steps (default: detect; 0 = none).
+    #[arg(long)]
+    pub season: Option<usize>,
+    /// Minimum history in hours.
+    #[arg(long, default_value_t = 24.0)]
+    pub min_history_hours: f64,
+    /// Longest history used, in days.
+    #[arg(long, default_value_t = 14.0)]
+    pub max_history_days: f64,
+    /// Timestamp column name.
+    #[arg(long)]
+    pub timestamp_column: Option<String>,
+    /// Value column(s), comma separated, or `all`.
+    #[arg(long)]
+    pub value_column: Option<String>,
+    /// Grid step in seconds (default: inferred; 300 without timestamps).
+    #[arg(long)]
+    pub step_seconds: Option<i64>,
+    /// Write the rows to this CSV file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Runs [`ForecastArgs`]: one forecast per input series, issued now. Series that fail (too
+/// short, ...) are reported on stderr and skipped; an error is returned only when no series
+/// could be forecast or the output cannot be written.
+pub fn run(args: &ForecastArgs) -> Result<Vec<ForecastRow>> {
+    let policy = RefitPolicy {
+        every_ms: RefitPolicy::default().every_ms,
+        min_history_ms: (args.min_history_hours * 3_600_000.0).max(0.0) as i64,
+        max_history_ms: (args.max_history_days * DAY_MS as f64).max(1.0) as i64,
+        horizon: args.horizon,
+    };
+    let cfg = ModelConfig {
+        season: args.season,
+        ..ModelConfig::default()
+    };
+    let issued_at = chrono::Utc::now().timestamp_millis();
+    let mut rows = Vec::new();
+    let mut failures = 0usize;
+    for f in expand_inputs(&args.inputs)? {
+        let series = load_csv(
+            &f,
+            args.timestamp_column.as_deref(),
+            args.value_column.as_deref(),
+            args.step_seconds,
+        )?;
+        for (name, s) in series {
+            match forecast_rows(&name, &s, &args.model, &cfg, &policy, issued_at) {
+                Ok((mut r, _)) => rows.append(&mut r),
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("{name}: {e}");
+                }
+            }
+        }
+    }
+    if rows.is_empty() {
+        return Err(ForecastError::InvalidInput(format!(
+            "no series could be forecast ({failures} failed)"
+        )));
+    }
+    let mut text = String::from("series,issued_at,target_ts,p10,p50,p90,mean,model\n");
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| ms.to_string())
+    };
+    for r in &rows {
+        text.push_str(&format!(
+            "\"{}\",{},{},{},{},{},{},\"{}\"\n",
+            r.series.replace('"', "\"\""),
+            iso(r.issued_at_ms),
+            iso(r.target_ts_ms),
+            r.p10,
+            r.p50,
+            r.p90,
+            r.mean,
+            r.model
+        ));
+    }
+    match &args.out {
+        Some(p) => std::fs::write(p, text).map_err(|e| ForecastError::io(p, e))?,
+        None => print!("{text}"),
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +276,37 @@ mod tests {
         assert!(params.is_object());
         let short = Series::new(0, step, vec![1.0; 10]).unwrap();
         assert!(forecast_rows("cpu", &short, "auto", &ModelConfig::default(), &policy, 0).is_err());
+    }
+
+    #[test]
+    fn cli_run_writes_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("cpu.csv");
+        let mut text = String::from("timestamp,value\n");
+        for i in 0..600 {
+            text.push_str(&format!("{},{}\n", 1_400_000_000 + i * 300, 10 + i % 5));
+        }
+        std::fs::write(&input, text).unwrap();
+        let out = dir.path().join("f.csv");
+        let args = ForecastArgs {
+            inputs: vec![input.display().to_string()],
+            model: "ets".into(),
+            horizon: 6,
+            season: None,
+            min_history_hours: 24.0,
+            max_history_days: 14.0,
+            timestamp_column: None,
+            value_column: None,
+            step_seconds: None,
+            out: Some(out.clone()),
+        };
+        let rows = run(&args).unwrap();
+        assert_eq!(rows.len(), 6);
+        let written = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(written.lines().count(), 7);
+        assert!(written.lines().nth(1).unwrap().starts_with("\"cpu\","));
+        let mut bad = args.clone();
+        bad.min_history_hours = 1000.0;
+        assert!(run(&bad).is_err());
     }
 }

@@ -45,7 +45,9 @@
 //! pairs from any source (e.g. a SQL query over history). For live forecasts,
 //! [`forecast_series`] fits and predicts one series in a single call, and [`live`] has the
 //! refit policy (every 6 h, ≥ 24 h of history, ≤ 14 days used) and table rows
-//! ([`live::forecast_rows`]: series, issued_at, target_ts, p10, p50, p90, mean, model).
+//! ([`live::forecast_rows`]: series, issued_at, target_ts, p10, p50, p90, mean, model);
+//! [`live::run`] (arguments [`live::ForecastArgs`]) is a one-shot `scalecast forecast` over CSV
+//! files.
 //!
 //! # Errors
 //! All functions return [`Result`] with [`ForecastError`]; no input makes this module panic.
