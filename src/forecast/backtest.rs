@@ -7,7 +7,7 @@
 //! `H` steps, then receives `y[t+1]` through [`Model::update`] (no refit). The error at
 //! horizon `h` is `y[t+h] − ŷ_t(h)` for every origin with `t + h < n` and a finite actual.
 //!
-//! MASE at horizon `h` = mean absolute error at `h` / [`metrics::mase_scale`] of the training
+//! MASE at horizon `h` = mean absolute error at `h` / [`crate::forecast::metrics::mase_scale`] of the training
 //! part with `m = mase_season` (288 = one day of 5-minute steps; lag-1 naive when the training
 //! part has `m` points or fewer). The same scale serves every horizon. Coverage at `h` is the
 //! share of actuals inside `[p10, p90]` (nominal 80%). The aggregate is the mean over series.

@@ -596,8 +596,8 @@ impl PointModel for AutoEts {
         Ok(())
     }
 
-    /// Filter step plus the level-shift guard: after [`SHIFT_RUN`] consecutive one-step errors
-    /// of one sign, each beyond [`SHIFT_SIGMAS`] robust error scales, the level jumps to the
+    /// Filter step plus the level-shift guard: after [`crate::forecast::series::SHIFT_RUN`] consecutive one-step errors
+    /// of one sign, each beyond [`crate::forecast::series::SHIFT_SIGMAS`] robust error scales, the level jumps to the
     /// data (trend reset to 0, season kept). Parameters are unchanged; this only moves state.
     fn update(&mut self, y: f64) {
         let (Some(p), Some(st)) = (self.fitted.as_ref(), self.state.as_mut()) else {

@@ -33,11 +33,23 @@
 //! | `naive` | [`naive`] | last value |
 //! | `seasonal_naive` | [`seasonal_naive`] | value one season ago (season detected or configured) |
 //! | `ets` | [`ets`] | exponential smoothing (none/additive/damped trend × none/additive/multiplicative season), SSE/likelihood fitted, chosen by AICc |
-//! | `linreg` | [`linreg`] | ridge / elastic net (linfa) on lags + daily/weekly Fourier terms |
+//! | `linreg` | [`linreg`] | direct, level-relative ridge / elastic net (linfa) per horizon on lags, rolling means/medians, daily/weekly Fourier terms |
 //! | `auto` | [`auto`] | per-horizon weighted ensemble of the above, weights from a rolling-origin backtest on the training part |
 //!
 //! Every model gets intervals from [`intervals::Calibrated`]: empirical residual quantiles per
-//! horizon, updated online.
+//! horizon, updated online. `ets` and `linreg` carry a level-shift guard
+//! ([`series::ShiftGuard`]) that moves their state to a new level after a sustained step.
+//!
+//! # Choosing outputs, horizons and cost (for consumers such as recommendations)
+//! * Capacity planning: use `p90` (or `p50` + margin). For absolute-error use `p50` is the
+//!   better point forecast on spiky metrics (NAB MASE of `auto`: p50 0.472 / 0.563 vs mean
+//!   0.491 / 0.615 at h = 1 / 12); `mean` is the model's conditional-mean estimate.
+//! * [`ModelConfig::horizon`] (`H`, default 12) is the longest horizon with its own calibrated
+//!   band, `auto` weights and `linreg` model. Longer horizons work (`linreg` chains its `H`-step
+//!   model, bands grow with `sqrt(h / H)`), but if you consume e.g. 1-hour-ahead values at a
+//!   1-minute step, set `H` to 60. Fit cost grows roughly linearly with `H` for `linreg` and
+//!   `auto` (≈ 0.3 s for `auto` on 3,225 points with `H = 12`, release build); `update` +
+//!   `predict` stay in microseconds.
 //!
 //! # Backtests
 //! [`backtest::run`] (the `scalecast backtest` CLI, arguments [`backtest::BacktestArgs`])
