@@ -121,6 +121,8 @@ pub type Result<T> = std::result::Result<T, EngineError>;
 /// One engine transform: the body of a `transforms:` entry (its `type` picks
 /// the variant). Window and utilization transforms read samples; a cost
 /// transform reads the rows of the utilization transforms listed in `inputs`.
+// Built once at start-up from the pipeline file; boxing buys nothing here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineTransform {
     /// `type: window`.

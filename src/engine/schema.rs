@@ -285,8 +285,10 @@ mod tests {
 
     #[test]
     fn rows_round_trip_into_the_schema() {
-        let mut values = AggregateValues::default();
-        values.avg = Some(1.5);
+        let values = AggregateValues {
+            avg: Some(1.5),
+            ..Default::default()
+        };
         let row = AggregateRow {
             transform: "t".into(),
             kind: RowKind::Window,

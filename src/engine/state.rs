@@ -59,6 +59,13 @@ pub struct WindowBuf {
 }
 
 impl WindowBuf {
+    /// An empty buffer with room for `series` series.
+    pub fn with_capacity(series: usize) -> Self {
+        Self {
+            series: IdMap::with_capacity_and_hasher(series, Default::default()),
+        }
+    }
+
     /// Adds one point.
     #[inline]
     pub fn push(&mut self, id: u64, meta: SeriesMeta, ts: i64, v: f64) {

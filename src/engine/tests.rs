@@ -631,3 +631,16 @@ fn drain_produces_aggregates_batches() {
     assert_eq!(e.emitted_through("t").unwrap(), Some(60_000));
     assert_eq!(e.replay_from_ms(), Some(60_000));
 }
+
+#[test]
+fn engine_can_move_to_another_thread() {
+    fn assert_send<T: Send>(_: &T) {}
+    let e = engine(vec![("t", window(TUMBLING))]);
+    assert_send(&e);
+    let handle = std::thread::spawn(move || {
+        let mut e = e;
+        feed(&mut e, &[s("cpu", &[("instance", "a")], 0, 1.0)]);
+        stats(&e, "t").accepted
+    });
+    assert_eq!(handle.join().ok(), Some(1));
+}

@@ -32,6 +32,8 @@ pub struct TumblingOperator {
     /// Emitted windows starting before this have no rebuilt state.
     complete_from: i64,
     dirty: BTreeSet<i64>,
+    /// Series count of the last emitted window: capacity hint for new ones.
+    size_hint: usize,
 }
 
 impl TumblingOperator {
@@ -45,6 +47,7 @@ impl TumblingOperator {
             restored_through: None,
             complete_from: i64::MIN,
             dirty: BTreeSet::new(),
+            size_hint: 0,
         }
     }
 
@@ -52,6 +55,7 @@ impl TumblingOperator {
         let end = start.saturating_add(self.size);
         if self.retention.is_none() && !is_update {
             if let Some(w) = self.windows.remove(&start) {
+                self.size_hint = w.buf.series.len();
                 out.push(finalize(
                     start,
                     end,
@@ -66,6 +70,7 @@ impl TumblingOperator {
         }
         if let Some(w) = self.windows.get_mut(&start) {
             w.emitted = true;
+            self.size_hint = w.buf.series.len();
             out.push(finalize(
                 start,
                 end,
@@ -115,9 +120,13 @@ impl WindowOperator for TumblingOperator {
         let start = align_down(ts, self.size);
         let end = start.saturating_add(self.size);
         if self.emitted_through.is_none_or(|t| end > t) {
+            let hint = self.size_hint;
             self.windows
                 .entry(start)
-                .or_default()
+                .or_insert_with(|| Win {
+                    buf: WindowBuf::with_capacity(hint),
+                    emitted: false,
+                })
                 .buf
                 .push(id, meta, ts, v);
             return Inserted::Accepted;
