@@ -16,6 +16,10 @@
 //! 3. the result is recorded; only in `forecast_and_scale` mode is an [`Actuator`] called
 //!    ([`actuator::dispatch`]). `forecast_only` (the default) never calls one.
 //!
+//! [`Fleet`] runs that loop for every target of a policy file in the live pipeline: load
+//! history per target, forecast models fitted after `min_history_secs`, refitted every
+//! `refit_every_secs` and updated with every new value.
+//!
 //! All time logic takes explicit timestamps; nothing here reads the wall clock, so every
 //! decision can be replayed ([`simulate`]).
 //!
@@ -24,6 +28,7 @@
 
 pub mod actuator;
 pub mod decide;
+pub mod fleet;
 pub mod hpa;
 pub mod limits;
 pub mod policy;
@@ -35,6 +40,7 @@ pub mod vertical;
 
 pub use actuator::{Actuator, ActuatorFuture, Dispatch, dispatch};
 pub use decide::{Inputs, Observation, Proposal, TargetRecommender};
+pub use fleet::Fleet;
 pub use policy::{
     FieldError, MetricKind, MetricSpec, Mode, PolicyFile, RecommenderConfig, TargetKind,
     TargetPolicy,

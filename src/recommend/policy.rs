@@ -267,6 +267,13 @@ pub struct PredictiveConfig {
     /// reactive part decides.
     #[serde(default = "default_min_history")]
     pub min_history_secs: u64,
+    /// Refit the model this often (AWS refreshes forecasts every 6 h); in between every new
+    /// value only updates the model's state.
+    #[serde(default = "default_refit")]
+    pub refit_every_secs: u64,
+    /// Longest history a model is fitted on (AWS uses up to 14 days).
+    #[serde(default = "default_max_history")]
+    pub max_history_secs: u64,
 }
 
 impl Default for PredictiveConfig {
@@ -279,6 +286,8 @@ impl Default for PredictiveConfig {
             reactive: ReactiveFallback::default(),
             reactive_tolerance: 0.0,
             min_history_secs: default_min_history(),
+            refit_every_secs: default_refit(),
+            max_history_secs: default_max_history(),
         }
     }
 }
@@ -523,6 +532,12 @@ fn default_lead_time() -> u64 {
 }
 fn default_min_history() -> u64 {
     86_400
+}
+fn default_refit() -> u64 {
+    21_600
+}
+fn default_max_history() -> u64 {
+    14 * 86_400
 }
 fn default_margin() -> f64 {
     15.0
@@ -946,6 +961,18 @@ fn validate_predictive(c: &mut Check<'_>, at: &str, p: &PredictiveConfig) {
         c.fail(
             &format!("{at}.reactive_tolerance"),
             format!("must be in [0, 1), got {}", p.reactive_tolerance),
+        );
+    }
+    if p.refit_every_secs == 0 {
+        c.fail(&format!("{at}.refit_every_secs"), "must be at least 1");
+    }
+    if p.max_history_secs < p.min_history_secs {
+        c.fail(
+            &format!("{at}.max_history_secs"),
+            format!(
+                "{} is below min_history_secs {}",
+                p.max_history_secs, p.min_history_secs
+            ),
         );
     }
     if p.lookahead_secs == Some(0) {

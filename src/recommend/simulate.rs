@@ -142,6 +142,30 @@ impl Trace {
         DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
+    /// Puts `(ts_ms, value)` points (e.g. rows of a SQL query over history) on a regular
+    /// grid: `step_ms` or the median spacing; several values in a slot are averaged, empty
+    /// slots are gaps.
+    pub fn from_points(
+        name: &str,
+        ts_ms: &[i64],
+        values: &[f64],
+        step_ms: Option<i64>,
+    ) -> Result<Trace> {
+        if let Some(v) = values.iter().find(|v| v.is_finite() && **v < 0.0) {
+            return Err(RecommendError::Input(format!(
+                "negative load {v}: a load must be >= 0"
+            )));
+        }
+        let s = crate::forecast::resample(ts_ms, values, step_ms)
+            .map_err(|e| RecommendError::Input(e.to_string()))?;
+        Ok(Trace {
+            name: name.to_string(),
+            start_ms: s.start_ms,
+            step_ms: s.step_ms,
+            values: s.values,
+        })
+    }
+
     /// Step in seconds (at least 1).
     pub fn step_secs(&self) -> u64 {
         u64::try_from(self.step_ms / 1000).unwrap_or(1).max(1)
@@ -1395,6 +1419,17 @@ mod tests {
         let (r, tl) = simulate_trace(&tr, &[exact_hpa()], &opts(60, 0)).expect("simulates");
         assert_eq!(r.scored_slots, 2);
         assert_eq!(tl.desired[0], vec![2, 2, 2]);
+    }
+
+    #[test]
+    fn trace_from_sql_rows() {
+        let t = Trace::from_points("q", &[0, 60_000, 180_000], &[1.0, 2.0, 4.0], Some(60_000))
+            .expect("grid");
+        assert_eq!(t.step_secs(), 60);
+        assert_eq!(t.values.len(), 4);
+        assert!(t.values[2].is_nan());
+        assert!(Trace::from_points("q", &[0], &[-1.0], Some(60_000)).is_err());
+        assert!(Trace::from_points("q", &[], &[], Some(60_000)).is_err());
     }
 
     #[test]
