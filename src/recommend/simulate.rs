@@ -77,9 +77,11 @@ pub struct SimulateArgs {
     /// Load one replica carries at 100 % (overrides the policies' value).
     #[arg(long)]
     pub capacity_per_replica: Option<f64>,
-    /// Without `--capacity-per-replica`: size replicas so the static peak fleet has this many.
-    #[arg(long, default_value_t = 20)]
-    pub peak_replicas: u32,
+    /// Size replicas so the static peak fleet has this many (overrides the policies' capacity;
+    /// for traces in arbitrary units). Default: the first policy file's capacity when
+    /// `--policy` is given, otherwise 20.
+    #[arg(long)]
+    pub peak_replicas: Option<u32>,
     /// Utilization used to score every policy (and to size the baselines).
     #[arg(long, default_value_t = 70.0)]
     pub target_utilization_percent: f64,
@@ -1207,18 +1209,33 @@ pub fn run(args: &SimulateArgs) -> Result<SimulateReport> {
         )));
     }
     let target = args.target_utilization_percent;
-    let capacity = match args.capacity_per_replica {
-        Some(c) => c,
-        None => {
-            let peak = trace.values[warmup..]
-                .iter()
-                .copied()
-                .filter(|v| v.is_finite())
-                .fold(0.0f64, f64::max);
-            if args.peak_replicas == 0 {
+    let mut files = Vec::with_capacity(args.policies.len());
+    for path in &args.policies {
+        files.push(PolicyFile::load(path)?);
+    }
+    let file_capacity = files
+        .first()
+        .and_then(|f| f.targets.first())
+        .map(|t| t.capacity_per_replica);
+    // Explicit capacity > explicit peak size > the first policy's capacity > 20 at peak.
+    let peak_replicas = match (args.capacity_per_replica, args.peak_replicas, file_capacity) {
+        (Some(_), _, _) => None,
+        (None, Some(n), _) => Some(n),
+        (None, None, Some(_)) => None,
+        (None, None, None) => Some(20),
+    };
+    let peak = trace.values[warmup..]
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let capacity = match (args.capacity_per_replica, peak_replicas, file_capacity) {
+        (Some(c), _, _) => c,
+        (None, Some(n), _) => {
+            if n == 0 {
                 return Err(RecommendError::Input("--peak-replicas must be >= 1".into()));
             }
-            let c = peak / (f64::from(args.peak_replicas) * target / 100.0);
+            let c = peak / (f64::from(n) * target / 100.0);
             if !(c > 0.0 && c.is_finite()) {
                 return Err(RecommendError::Input(
                     "the trace's peak load is 0: pass --capacity-per-replica".into(),
@@ -1226,8 +1243,16 @@ pub fn run(args: &SimulateArgs) -> Result<SimulateReport> {
             }
             c
         }
+        (None, None, Some(c)) => c,
+        (None, None, None) => 1.0,
     };
-    let max_replicas = args.peak_replicas.saturating_mul(3).max(10);
+    if !(capacity > 0.0 && capacity.is_finite()) {
+        return Err(RecommendError::Input(format!(
+            "capacity per replica must be > 0, got {capacity}"
+        )));
+    }
+    let static_size = replicas_needed(peak, capacity * target / 100.0).max(1);
+    let max_replicas = static_size.saturating_mul(3).max(10);
     let mut policies = baselines(capacity, target, max_replicas);
     if args.policies.is_empty() {
         for q in &args.quantiles {
@@ -1249,11 +1274,10 @@ pub fn run(args: &SimulateArgs) -> Result<SimulateReport> {
             policies.push((name, SimPolicy::Target(Box::new(p))));
         }
     }
-    for path in &args.policies {
-        let file = PolicyFile::load(path)?;
+    for file in files {
         for mut t in file.targets {
-            t.capacity_per_replica = capacity;
-            if args.capacity_per_replica.is_none() {
+            if args.capacity_per_replica.is_some() || peak_replicas.is_some() {
+                t.capacity_per_replica = capacity;
                 // Rescaled trace: keep the policy's max at least the baselines' max.
                 t.max_replicas = t.max_replicas.max(max_replicas);
             }
@@ -1507,7 +1531,7 @@ mod tests {
             start: "2024-01-01T00:00:00Z".into(),
             policies: vec![],
             capacity_per_replica: None,
-            peak_replicas: 20,
+            peak_replicas: None,
             target_utilization_percent: 70.0,
             provisioning_delay_secs: 300,
             warmup_secs: Some(2 * 86_400),
@@ -1555,12 +1579,23 @@ mod tests {
             "targets: [{name: mine, metric: {name: load}, capacity_per_replica: 1, min_replicas: 1, max_replicas: 5}]",
         );
         let r = run(&SimulateArgs {
-            policies: vec![pol],
+            policies: vec![pol.clone()],
             out_dir: None,
-            ..args
+            ..args.clone()
         })
         .expect("runs");
         assert_eq!(r.policies.last().map(|p| p.name.as_str()), Some("mine"));
         assert_eq!(r.policies.len(), 5);
+        // The file's capacity (1 per replica) is used as is: peak 180 at 70 % → 258 replicas.
+        assert_eq!(r.capacity_per_replica, 1.0);
+        assert_eq!(r.static_peak_replicas, 258);
+        let r = run(&SimulateArgs {
+            policies: vec![pol],
+            peak_replicas: Some(10),
+            out_dir: None,
+            ..args
+        })
+        .expect("runs");
+        assert_eq!(r.static_peak_replicas, 10, "--peak-replicas rescales");
     }
 }
