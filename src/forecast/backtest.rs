@@ -1043,6 +1043,40 @@ mod tests {
         assert!(expand_inputs(&["/nonexistent/x.csv".into()]).is_err());
     }
 
+    /// The issue-7 accuracy targets on the shipped NAB data. Slow in a debug build, so ignored
+    /// by default: `cargo test --release -- --ignored nab_accuracy_targets`. Reads
+    /// `$SCALECAST_DATASETS/nab/realAWSCloudwatch` or `datasets/nab/realAWSCloudwatch`.
+    #[test]
+    #[ignore]
+    fn nab_accuracy_targets() {
+        let root = std::env::var_os("SCALECAST_DATASETS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets"));
+        let dir = root.join("nab/realAWSCloudwatch");
+        let mut series = Vec::new();
+        for f in expand_inputs(&[dir.display().to_string()]).unwrap() {
+            series.extend(load_csv(&f, None, None, None).unwrap());
+        }
+        assert_eq!(series.len(), 17);
+        let models = vec!["naive".to_string(), "auto".to_string()];
+        let rep = backtest_series(
+            &series,
+            &models,
+            &ModelConfig::default(),
+            &Protocol::default(),
+        )
+        .unwrap();
+        let naive = &rep.aggregate[0];
+        let auto = &rep.aggregate[1];
+        // The protocol reproduces the reference naive figures (0.717 / 0.714).
+        assert!((naive.mase[0] - 0.717).abs() < 0.005 && (naive.mase[11] - 0.714).abs() < 0.005);
+        assert!(auto.mase[0] <= 0.65, "auto h1 {}", auto.mase[0]);
+        assert!(auto.mase[11] <= 0.68, "auto h12 {}", auto.mase[11]);
+        for c in [auto.coverage[0], auto.coverage[11]] {
+            assert!((0.75..=0.85).contains(&c), "coverage {c}");
+        }
+    }
+
     #[test]
     fn wildcard_and_timestamps() {
         assert!(wildcard("*.csv", "a.csv"));

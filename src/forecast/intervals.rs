@@ -271,6 +271,7 @@ impl<P: PointModel> Model for Calibrated<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forecast::ModelConfig;
 
     #[test]
     fn window_quantiles_and_eviction() {
@@ -290,6 +291,47 @@ mod tests {
         w.push(f64::NAN);
         assert_eq!(w.len(), 5);
         assert_eq!(ResidualWindow::new(3).quantile(0.5), None);
+    }
+
+    #[test]
+    fn bands_cover_about_80_percent_out_of_sample() {
+        // AR(1) noise around a level: fit on 2,000 points, then count how often the next 3,000
+        // observations fall inside [p10, p90] at h = 1 and h = 6.
+        use crate::forecast::{Series, model_by_name};
+        let e = crate::forecast::ets::tests::noise(5000, 21);
+        let mut y = vec![50.0];
+        for t in 1..5000 {
+            let prev: f64 = y[t - 1];
+            y.push(50.0 + 0.6 * (prev - 50.0) + e[t]);
+        }
+        let cfg = ModelConfig {
+            season: Some(0),
+            horizon: 6,
+            ..ModelConfig::default()
+        };
+        for name in ["naive", "ets", "linreg", "auto"] {
+            let mut m = model_by_name(name, &cfg).unwrap();
+            m.fit(&Series::new(0, 300_000, y[..2000].to_vec()).unwrap())
+                .unwrap();
+            let (mut in1, mut in6, mut n6) = (0, 0, 0);
+            for t in 2000..5000 {
+                let f = m.predict(6).unwrap();
+                if y[t] >= f.p10[0] && y[t] <= f.p90[0] {
+                    in1 += 1;
+                }
+                if t + 5 < 5000 {
+                    n6 += 1;
+                    if y[t + 5] >= f.p10[5] && y[t + 5] <= f.p90[5] {
+                        in6 += 1;
+                    }
+                }
+                m.update(y[t]);
+            }
+            let c1 = in1 as f64 / 3000.0;
+            let c6 = in6 as f64 / n6 as f64;
+            assert!((0.75..=0.85).contains(&c1), "{name}: h1 coverage {c1}");
+            assert!((0.75..=0.85).contains(&c6), "{name}: h6 coverage {c6}");
+        }
     }
 
     #[test]
