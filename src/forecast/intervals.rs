@@ -10,8 +10,11 @@
 //! adapt online without refitting.
 //!
 //! Fallbacks (documented, never a panic):
+//! * when the replay leaves fewer than [`MIN_RESIDUALS`] 1-step errors (training data barely
+//!   longer than the model's warm-up), the 1-step window is seeded with the first differences
+//!   of the training data (the naive forecast's errors);
 //! * a horizon with fewer than [`MIN_RESIDUALS`] errors borrows the 1-step errors scaled by
-//!   `sqrt(h)`; with no error at all the band has zero width;
+//!   `sqrt(h)`; with no error at all (a single training point) the band has zero width;
 //! * horizons beyond `H` use the `H`-step quantiles scaled by `sqrt(h / H)`;
 //! * when every training value is `>= 0` (CPU, bytes, counts) all outputs are clamped at 0.
 
@@ -195,6 +198,16 @@ impl<P: PointModel> Model for Calibrated<P> {
             self.inner.update(filled);
             self.issue();
         }
+        if self
+            .residuals
+            .first()
+            .is_some_and(|w| w.len() < MIN_RESIDUALS)
+            && let Some(w) = self.residuals.first_mut()
+        {
+            for pair in s.values.windows(2) {
+                w.push(pair[1] - pair[0]);
+            }
+        }
         self.non_negative = y.iter().all(|v| *v >= 0.0);
         self.next_ms = s.next_ms();
         self.step_ms = s.step_ms;
@@ -332,6 +345,21 @@ mod tests {
             assert!((0.75..=0.85).contains(&c1), "{name}: h1 coverage {c1}");
             assert!((0.75..=0.85).contains(&c6), "{name}: h6 coverage {c6}");
         }
+    }
+
+    #[test]
+    fn short_training_seeds_bands_from_differences() {
+        use crate::forecast::{Series, model_by_name};
+        // Season 10 on 12 points: the replay has almost nothing to work with.
+        let cfg = ModelConfig {
+            season: Some(10),
+            ..ModelConfig::default()
+        };
+        let vals = vec![1.0, 3.0, 2.0, 4.0, 3.0, 5.0, 4.0, 6.0, 5.0, 7.0, 6.0, 8.0];
+        let mut m = model_by_name("seasonal_naive", &cfg).unwrap();
+        m.fit(&Series::new(0, 1, vals).unwrap()).unwrap();
+        let f = m.predict(1).unwrap();
+        assert!(f.p90[0] > f.p10[0], "band must not collapse: {f:?}");
     }
 
     #[test]
