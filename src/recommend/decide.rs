@@ -402,6 +402,38 @@ mod tests {
     }
 
     #[test]
+    fn extreme_windows_do_not_panic() {
+        let mut p = TargetPolicy::example("x", 1.0, 1, 10);
+        p.cooldown_secs = u64::MAX;
+        p.scale_up_cooldown_secs = u64::MAX;
+        p.scale_down_stabilization_secs = u64::MAX;
+        p.evaluation_interval_secs = u64::MAX;
+        p.recommender = RecommenderConfig::Predictive(PredictiveConfig {
+            provisioning_lead_time_secs: u64::MAX,
+            lookahead_secs: Some(u64::MAX),
+            ..PredictiveConfig::default()
+        });
+        let mut r = TargetRecommender::new(p, "p").expect("valid");
+        let f = ForecastWindow {
+            model: "m".into(),
+            issued_at: t(0),
+            points: vec![QuantilePoint {
+                ts: t(60),
+                mean: 5.0,
+                p10: 4.0,
+                p50: 5.0,
+                p90: 6.0,
+            }],
+        };
+        let a = r
+            .decide(Inputs::new(obs(0, 3.0, 2)).with_forecast(Some(&f)))
+            .expect("decides");
+        assert_eq!(a.recommended_replicas, 9, "p90 6 / 0.7 → 9");
+        let b = r.decide(Inputs::new(obs(60, 0.0, 9))).expect("decides");
+        assert_eq!(b.recommended_replicas, 9, "held by the endless cooldown");
+    }
+
+    #[test]
     fn invalid_policy_is_rejected() {
         let p = TargetPolicy::example("x", 1.0, 5, 2);
         assert!(TargetRecommender::new(p, "p").is_err());

@@ -125,8 +125,12 @@ pub fn effective_bounds(
     (min, max.max(min), by)
 }
 
-fn secs(d: u64) -> TimeDelta {
-    TimeDelta::seconds(i64::try_from(d).unwrap_or(i64::MAX / 4_000))
+/// `d` seconds as a [`TimeDelta`], saturating at [`TimeDelta::MAX`] (never panics).
+pub fn secs(d: u64) -> TimeDelta {
+    i64::try_from(d)
+        .ok()
+        .and_then(TimeDelta::try_seconds)
+        .unwrap_or(TimeDelta::MAX)
 }
 
 fn within(last: Option<DateTime<Utc>>, now: DateTime<Utc>, window_secs: u64) -> bool {

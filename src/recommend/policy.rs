@@ -30,7 +30,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::recommend::{RecommendError, Result};
@@ -39,6 +39,9 @@ use crate::recommend::{RecommendError, Result};
 pub const DEFAULT_CPU_CORE_HOUR_USD: f64 = 0.031611;
 /// OpenCost's default memory price, USD per GiB-hour.
 pub const DEFAULT_MEMORY_GIB_HOUR_USD: f64 = 0.004237;
+
+/// Longest accepted scheduled-override duration (one leap year).
+pub const MAX_SCHEDULE_SECS: u64 = 366 * 86_400;
 
 /// A policy file: one or more scaling targets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,7 +164,7 @@ impl ScheduledOverride {
 
     /// True when a fire time falls within `(now - duration_secs, now]`.
     pub fn is_active(&self, schedule: &cron::Schedule, now: DateTime<Utc>) -> bool {
-        let dur = TimeDelta::seconds(i64::try_from(self.duration_secs).unwrap_or(i64::MAX / 2));
+        let dur = crate::recommend::limits::secs(self.duration_secs);
         let Some(from) = now.checked_sub_signed(dur) else {
             return false;
         };
@@ -755,8 +758,14 @@ impl TargetPolicy {
             if let Err(e) = s.schedule() {
                 c.fail(&format!("{f}.cron"), e.to_string());
             }
-            if s.duration_secs == 0 {
-                c.fail(&format!("{f}.duration_secs"), "must be at least 1");
+            if s.duration_secs == 0 || s.duration_secs > MAX_SCHEDULE_SECS {
+                c.fail(
+                    &format!("{f}.duration_secs"),
+                    format!(
+                        "must be between 1 and {MAX_SCHEDULE_SECS} (a year), got {}",
+                        s.duration_secs
+                    ),
+                );
             }
             if s.min_replicas > self.max_replicas && s.max_replicas.is_none() {
                 c.fail(

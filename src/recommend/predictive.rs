@@ -16,7 +16,7 @@
 //! [`ForecastWindow`] is this module's own view of a forecast (absolute timestamps plus
 //! quantiles); [`ForecastWindow::from_forecast`] converts the forecasting stage's output.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::recommend::decide::{Observation, Proposal};
@@ -122,8 +122,9 @@ impl ForecastWindow {
 
     /// Steps with `now < ts <= now + lookahead_secs`.
     pub fn window(&self, now: DateTime<Utc>, lookahead_secs: u64) -> Vec<&QuantilePoint> {
-        let end =
-            now + TimeDelta::seconds(i64::try_from(lookahead_secs).unwrap_or(i64::MAX / 4_000));
+        let end = now
+            .checked_add_signed(crate::recommend::limits::secs(lookahead_secs))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         self.points
             .iter()
             .filter(|p| p.ts > now && p.ts <= end && p.p50.is_finite() && p.p90.is_finite())
@@ -298,7 +299,7 @@ mod tests {
     use super::*;
     use crate::recommend::decide::{Inputs, TargetRecommender};
     use crate::recommend::policy::RecommenderConfig;
-    use chrono::TimeZone;
+    use chrono::{TimeDelta, TimeZone};
     use proptest::prelude::*;
 
     fn t(secs: i64) -> DateTime<Utc> {
