@@ -363,6 +363,11 @@ pub fn backtest_series(
     if p.horizon == 0 {
         return Err(ForecastError::InvalidConfig("horizon must be >= 1".into()));
     }
+    if !(p.test_fraction > 0.0 && p.test_fraction < 1.0) {
+        return Err(ForecastError::InvalidConfig(
+            "test_fraction must be in (0, 1)".into(),
+        ));
+    }
     for m in models {
         model_by_name(m, cfg)?;
     }
@@ -971,6 +976,19 @@ mod tests {
         let series = vec![("x".to_string(), Series::new(0, 1, vec![1.0, 2.0]).unwrap())];
         assert!(backtest_series(&series, &["nope".to_string()], &cfg, &p).is_err());
         assert!(backtest_series(&[], &["naive".to_string()], &cfg, &p).is_err());
+        let bad = Protocol {
+            test_fraction: 1.5,
+            ..Protocol::default()
+        };
+        assert!(matches!(
+            backtest_series(&series, &["naive".to_string()], &cfg, &bad),
+            Err(ForecastError::InvalidConfig(_))
+        ));
+        let bad = Protocol {
+            horizon: 0,
+            ..Protocol::default()
+        };
+        assert!(backtest_series(&series, &["naive".to_string()], &cfg, &bad).is_err());
     }
 
     #[test]
