@@ -136,11 +136,16 @@ impl LinRegParams {
             let w = w.min(n).max(1);
             tmp.clear();
             tmp.extend(hist.iter().rev().take(w).copied());
+            if tmp.is_empty() {
+                out.push(0.0);
+                continue;
+            }
             tmp.sort_by(|a, b| a.total_cmp(b));
-            let med = if w % 2 == 1 {
-                tmp[w / 2]
+            let k = tmp.len();
+            let med = if k % 2 == 1 {
+                tmp[k / 2]
             } else {
-                0.5 * (tmp[w / 2 - 1] + tmp[w / 2])
+                0.5 * (tmp[k / 2 - 1] + tmp[k / 2])
             };
             out.push(med - last);
         }
