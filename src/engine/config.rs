@@ -784,6 +784,36 @@ idle_timeout_secs: 30
         }
     }
 
+    /// The shape the pipeline file uses: an enum tagged by `type` whose
+    /// variants are these bodies (`inputs` removed by the caller first).
+    #[test]
+    fn bodies_work_as_variants_of_a_type_tagged_enum() {
+        #[derive(Debug, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum Transform {
+            Window(WindowTransformConfig),
+            Utilization(UtilizationTransformConfig),
+            Cost(CostTransformConfig),
+        }
+        let w: Transform = serde_yaml::from_str(
+            "type: window\nmetric: m\nwindow: { type: tumbling, size_secs: 60 }\naggregates: [avg]\n",
+        )
+        .unwrap();
+        assert!(matches!(&w, Transform::Window(c) if c.metric == "m"));
+        let c: Transform = serde_yaml::from_str("type: cost\n").unwrap();
+        assert!(matches!(&c, Transform::Cost(c) if c.pricing == PricingConfig::default()));
+        let u: std::result::Result<Transform, _> = serde_yaml::from_str(
+            "type: utilization\nwindow: { type: tumbling, size_secs: 60 }\nusage: { metric: m }\n",
+        );
+        assert!(
+            matches!(&u, Ok(Transform::Utilization(c)) if c.usage.metric.as_deref() == Some("m"))
+        );
+        let typo = serde_yaml::from_str::<Transform>(
+            "type: window\nmetric: m\nwindow: { type: tumbling, size_secs: 60 }\naggregates: [avg]\nsize_sec: 1\n",
+        );
+        assert!(typo.is_err());
+    }
+
     #[test]
     fn utilization_and_cost_configs_validate() {
         let yaml = r#"
