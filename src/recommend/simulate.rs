@@ -1456,6 +1456,45 @@ mod tests {
         assert!(Trace::from_points("q", &[], &[], Some(60_000)).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn totals_are_consistent_on_random_traces(
+            values in proptest::collection::vec(0.0f64..50.0, 2..120),
+            delay in 0u64..900,
+            warmup in 0usize..10,
+        ) {
+            let tr = trace(values.clone(), 60);
+            let (name, SimPolicy::Target(mut p)) = exact_hpa() else {
+                panic!("target policy")
+            };
+            p.max_replicas = 100;
+            let pols = vec![
+                ("static-peak".to_string(), SimPolicy::StaticPeak),
+                (name, SimPolicy::Target(p)),
+                ("oracle".to_string(), SimPolicy::Oracle),
+            ];
+            let (r, tl) = simulate_trace(&tr, &pols, &opts(delay, warmup)).expect("simulates");
+            let scored_min = r.scored_slots as f64;
+            for (k, pr) in r.policies.iter().enumerate() {
+                proptest::prop_assert!(pr.under_provisioned_minutes <= scored_min);
+                proptest::prop_assert!(pr.saturated_minutes <= pr.under_provisioned_minutes);
+                let billed: u32 = tl.desired[k][r.warmup_slots..].iter().sum();
+                proptest::prop_assert!((pr.replica_hours - f64::from(billed) / 60.0).abs() < 1e-9);
+                // Usable never exceeds what was ordered before (delay only removes capacity);
+                // the oracle (k = 2) is instantaneous by definition.
+                for i in (1..values.len()).filter(|_| k != 2) {
+                    let ordered = tl.desired[k][..i].iter().max().copied().unwrap_or(0);
+                    proptest::prop_assert!(tl.usable[k][i] <= ordered.max(tl.usable[k][0]));
+                }
+            }
+            // Static and oracle are never short; nothing is cheaper than the oracle except by
+            // being short.
+            proptest::prop_assert_eq!(r.policies[0].under_provisioned_minutes, 0.0);
+            proptest::prop_assert_eq!(r.policies[2].under_provisioned_minutes, 0.0);
+            proptest::prop_assert!(r.policies[2].replica_hours <= r.policies[0].replica_hours + 1e-9);
+        }
+    }
+
     #[test]
     fn bad_inputs_are_errors() {
         assert!(simulate_trace(&trace(vec![], 60), &[exact_hpa()], &opts(0, 0)).is_err());
