@@ -204,6 +204,7 @@ impl WindowTransformConfig {
         }
         validate_timing(
             self.allowed_lateness_secs,
+            self.late_data,
             self.late_retention_secs,
             self.idle_timeout_secs,
             &mut issues,
@@ -466,6 +467,7 @@ impl UtilizationTransformConfig {
         }
         validate_timing(
             self.allowed_lateness_secs,
+            self.late_data,
             self.late_retention_secs,
             self.idle_timeout_secs,
             &mut issues,
@@ -675,10 +677,17 @@ fn validate_group_by(group_by: &[String], issues: &mut Vec<ConfigIssue>) {
 
 fn validate_timing(
     lateness: u64,
+    policy: LateDataPolicy,
     retention: Option<u64>,
     idle: Option<u64>,
     issues: &mut Vec<ConfigIssue>,
 ) {
+    if policy == LateDataPolicy::Drop && retention.is_some() {
+        issues.push(issue(
+            "late_retention_secs",
+            "only applies with `late_data: update`",
+        ));
+    }
     const MAX: u64 = 366 * 24 * 3600;
     if lateness > MAX {
         issues.push(issue("allowed_lateness_secs", "must be at most 366 days"));
@@ -755,6 +764,10 @@ idle_timeout_secs: 30
                 "idle_timeout_secs"
             ]
         );
+        let mut c4 = c.clone();
+        c4.late_data = LateDataPolicy::Drop;
+        c4.late_retention_secs = Some(10);
+        assert!(paths(c4.validate()).contains(&"late_retention_secs".to_string()));
         let zero = WindowSpec::Tumbling { size_secs: 0 };
         let mut c2 = c.clone();
         c2.window = zero;
