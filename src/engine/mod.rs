@@ -557,7 +557,32 @@ impl Engine {
         self.feed(batch, InsertMode::Replay)
     }
 
+    /// Like [`process`](Self::process), but feeds only the named window /
+    /// utilization transforms: for routing by each transform's `inputs` when
+    /// a pipeline has several sources.
+    pub fn process_into(&mut self, transforms: &[&str], batch: &RecordBatch) -> Result<()> {
+        let mut only = Vec::with_capacity(transforms.len());
+        for t in transforms {
+            let i = self
+                .runtimes
+                .iter()
+                .position(|r| r.id == *t)
+                .ok_or_else(|| EngineError::UnknownTransform(t.to_string()))?;
+            only.push(i);
+        }
+        self.feed_some(batch, InsertMode::Live, Some(&only))
+    }
+
     fn feed(&mut self, batch: &RecordBatch, mode: InsertMode) -> Result<()> {
+        self.feed_some(batch, mode, None)
+    }
+
+    fn feed_some(
+        &mut self,
+        batch: &RecordBatch,
+        mode: InsertMode,
+        only: Option<&[usize]>,
+    ) -> Result<()> {
         check_schema(batch)?;
         let view = SamplesView::new(batch)
             .ok_or_else(|| EngineError::Schema("column types do not match".into()))?;
@@ -566,6 +591,9 @@ impl Engine {
         }
         let now = self.now_ms;
         for i in 0..self.runtimes.len() {
+            if only.is_some_and(|o| !o.contains(&i)) {
+                continue;
+            }
             let rt = &mut self.runtimes[i];
             rt.ingest(&view, mode, now);
             let mut closed = Vec::new();

@@ -715,3 +715,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn process_into_routes_batches_to_named_transforms() {
+    let mut e = engine(vec![("a", window(TUMBLING)), ("b", window(TUMBLING))]);
+    let l = [("instance", "x")];
+    let batch = samples_to_batch(&[s("cpu", &l, 0, 1.0), s("cpu", &l, 60_000, 1.0)]);
+    e.process_into(&["b"], &batch).unwrap();
+    let rows = e.drain_rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(&*rows[0].transform, "b");
+    assert_eq!(stats(&e, "a").samples_in, 0);
+    assert!(matches!(
+        e.process_into(&["zz"], &batch),
+        Err(EngineError::UnknownTransform(_))
+    ));
+}
