@@ -29,6 +29,9 @@ pub struct SlidingOperator {
     started: bool,
     restored_through: Option<i64>,
     complete_from: i64,
+    /// Earliest event time seen in replay: windows starting before it may
+    /// have been replayed only partly, so late data must not re-emit them.
+    replay_min: Option<i64>,
     dirty: BTreeSet<i64>,
 }
 
@@ -49,6 +52,7 @@ impl SlidingOperator {
             started: false,
             restored_through: None,
             complete_from: i64::MIN,
+            replay_min: None,
             dirty: BTreeSet::new(),
         }
     }
@@ -112,11 +116,20 @@ impl SlidingOperator {
         }
     }
 
+    /// Windows ending before the restore point and starting at or after this
+    /// have complete rebuilt state.
+    fn rebuilt_from(&self) -> i64 {
+        let replayed = self.replay_min.map_or(i64::MAX, |m| {
+            align_down(m.saturating_add(self.slide - 1), self.slide)
+        });
+        self.complete_from.max(replayed)
+    }
+
     fn rebuildable(&self, start: i64) -> bool {
         !(self
             .restored_through
             .is_some_and(|r| start.saturating_add(self.size) <= r)
-            && start < self.complete_from)
+            && start < self.rebuilt_from())
     }
 
     /// Marks the emitted windows containing pane `p` that are still within
@@ -151,6 +164,9 @@ impl WindowOperator for SlidingOperator {
     ) -> Inserted {
         let p = align_down(ts, self.slide);
         let first_window = p.saturating_sub(self.size).saturating_add(self.slide);
+        if mode == InsertMode::Replay {
+            self.replay_min = Some(self.replay_min.map_or(ts, |m| m.min(ts)));
+        }
         if !self.started {
             self.next_start = self.next_start.min(first_window);
             self.panes.entry(p).or_default().push(id, meta, ts, v);

@@ -31,6 +31,9 @@ pub struct TumblingOperator {
     restored_through: Option<i64>,
     /// Emitted windows starting before this have no rebuilt state.
     complete_from: i64,
+    /// Earliest event time seen in replay: windows starting before it may
+    /// have been replayed only partly, so late data must not re-emit them.
+    replay_min: Option<i64>,
     dirty: BTreeSet<i64>,
     /// Series count of the last emitted window: capacity hint for new ones.
     size_hint: usize,
@@ -46,6 +49,7 @@ impl TumblingOperator {
             emitted_through: None,
             restored_through: None,
             complete_from: i64::MIN,
+            replay_min: None,
             dirty: BTreeSet::new(),
             size_hint: 0,
         }
@@ -101,8 +105,17 @@ impl TumblingOperator {
         }
     }
 
+    /// Windows ending before the restore point and starting at or after this
+    /// have complete rebuilt state.
+    fn rebuilt_from(&self) -> i64 {
+        let replayed = self.replay_min.map_or(i64::MAX, |m| {
+            align_down(m.saturating_add(self.size - 1), self.size)
+        });
+        self.complete_from.max(replayed)
+    }
+
     fn rebuildable(&self, start: i64, end: i64) -> bool {
-        !(self.restored_through.is_some_and(|r| end <= r) && start < self.complete_from)
+        !(self.restored_through.is_some_and(|r| end <= r) && start < self.rebuilt_from())
     }
 }
 
@@ -119,6 +132,9 @@ impl WindowOperator for TumblingOperator {
     ) -> Inserted {
         let start = align_down(ts, self.size);
         let end = start.saturating_add(self.size);
+        if mode == InsertMode::Replay {
+            self.replay_min = Some(self.replay_min.map_or(ts, |m| m.min(ts)));
+        }
         if self.emitted_through.is_none_or(|t| end > t) {
             let hint = self.size_hint;
             self.windows
@@ -335,6 +351,21 @@ mod tests {
         assert_eq!(
             values(&out[0]),
             vec![(1, vec![(90_000, 1.0), (100_000, 2.0)])]
+        );
+    }
+
+    #[test]
+    fn replay_started_late_never_reemits_partial_windows() {
+        let mut o = op(Some(60_000));
+        assert_eq!(o.restore(120_000), 60_000);
+        // The caller replays from 90 s instead of 60 s: [60 s, 120 s) is partial.
+        assert_eq!(
+            o.insert(1, META, 90_000, 1.0, 0, InsertMode::Replay),
+            Inserted::Rebuilt
+        );
+        assert_eq!(
+            o.insert(1, META, 100_000, 2.0, 125_000, InsertMode::Live),
+            Inserted::LateDropped
         );
     }
 }
