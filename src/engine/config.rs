@@ -801,6 +801,7 @@ idle_timeout_secs: 30
     /// variants are these bodies (`inputs` removed by the caller first).
     #[test]
     fn bodies_work_as_variants_of_a_type_tagged_enum() {
+        #[allow(clippy::large_enum_variant)]
         #[derive(Debug, Deserialize)]
         #[serde(tag = "type", rename_all = "snake_case")]
         enum Transform {
