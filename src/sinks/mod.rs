@@ -1,0 +1,6 @@
+//! Sinks: everything that sends records out of scalecast.
+//!
+//! [`kafka`] publishes JSON records (scaling recommendations, ...) keyed by
+//! target with an idempotent producer.
+
+pub mod kafka;
