@@ -21,7 +21,7 @@ use super::{CloudwatchConfig, QueryConfig, caller, now_ms, resolve_all};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::schema::Sample;
-use crate::sources::scrape::ingest_retrying;
+use crate::sources::scrape::{Stored, ingest_retrying};
 use crate::store::Store;
 
 /// Arguments of `scalecast backfill cloudwatch`.
@@ -272,9 +272,16 @@ pub async fn backfill_config<A: CloudwatchApi>(
                         value: v,
                     })
                     .collect();
-                if !ingest_retrying(store, &samples, &mut stop, || {}).await {
-                    bar.abandon_with_message("store closed");
-                    return Err(Error::Shutdown("store closed during the backfill".into()));
+                match ingest_retrying(store, &samples, &mut stop, || {}).await {
+                    Stored::Yes => {}
+                    Stored::Stopped | Stored::Closed => {
+                        bar.abandon_with_message("store closed");
+                        return Err(Error::Shutdown("store closed during the backfill".into()));
+                    }
+                    Stored::Failed(e) => {
+                        bar.abandon_with_message("store error");
+                        return Err(e);
+                    }
                 }
                 report.samples += samples.len();
             }

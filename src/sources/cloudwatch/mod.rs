@@ -56,7 +56,7 @@ use self::api::{CloudwatchApi, ConnectOptions, SdkApi};
 use self::poll::{Caller, Dedup, ResolvedQuery};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::sources::scrape::{ingest_retrying, stopped};
+use crate::sources::scrape::{Stored, ingest_retrying, stopped};
 use crate::store::Store;
 
 pub use self::backfill::{BackfillCloudwatchArgs, BackfillReport, backfill, backfill_config};
@@ -592,8 +592,15 @@ pub async fn run_with<A: CloudwatchApi>(
         cm.polls.get_or_create(&label).inc();
         tracing::debug!(source = id, ?st, "CloudWatch poll");
         let n = samples.len();
-        if !ingest_retrying(&store, &samples, &mut shutdown, || {}).await {
-            return;
+        match ingest_retrying(&store, &samples, &mut shutdown, || {}).await {
+            Stored::Yes => {}
+            Stored::Stopped | Stored::Closed => return,
+            Stored::Failed(e) => {
+                // Forget what was seen so the next poll stores the window again.
+                tracing::error!(source = id, error = %e, "cannot store CloudWatch samples; will re-fetch");
+                dedup = Dedup::default();
+                continue;
+            }
         }
         cm.samples.get_or_create(&label).inc_by(n as u64);
         metrics.samples_received.inc_by(n as u64);

@@ -305,6 +305,8 @@ pub struct ScrapeMetrics {
     pub targets: Family<SourceLabel, Gauge>,
     /// Store retries because the ingest queue was full.
     pub store_retries: Family<SourceLabel, Counter>,
+    /// Scrape results the store refused (WAL I/O errors); dropped.
+    pub store_errors: Family<SourceLabel, Counter>,
     /// file_sd files that failed to read or parse.
     pub sd_errors: Family<SourceLabel, Counter>,
     /// Target-set changes applied.
@@ -352,6 +354,11 @@ impl ScrapeMetrics {
             m.store_retries.clone(),
         );
         metrics.register(
+            "scalecast_scrape_store_errors",
+            "Scrape results the store refused (WAL errors) and that were dropped",
+            m.store_errors.clone(),
+        );
+        metrics.register(
             "scalecast_scrape_sd_errors",
             "file_sd files that failed to read or parse",
             m.sd_errors.clone(),
@@ -378,16 +385,29 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Writes samples durably, retrying with backoff while the store is
-/// overloaded. Returns false if it gave up (stop requested or store closed).
+/// Outcome of [`ingest_retrying`].
+#[derive(Debug)]
+pub(crate) enum Stored {
+    /// Durable in the WAL.
+    Yes,
+    /// A stop was requested while waiting for the store.
+    Stopped,
+    /// The store is closed (shutdown): nothing more can be written.
+    Closed,
+    /// The store refused the write for another reason (WAL I/O error...).
+    Failed(Error),
+}
+
+/// Writes samples durably, retrying with backoff (50 ms doubling to 2 s)
+/// while the store is overloaded: overload never drops samples.
 pub(crate) async fn ingest_retrying(
     store: &Store,
     samples: &[Sample],
     stop: &mut watch::Receiver<bool>,
     mut on_retry: impl FnMut(),
-) -> bool {
+) -> Stored {
     if samples.is_empty() {
-        return true;
+        return Stored::Yes;
     }
     let rec = IngestRecord {
         wal_payload: bytes::Bytes::from(encode_samples(samples)),
@@ -396,20 +416,18 @@ pub(crate) async fn ingest_retrying(
     let mut backoff = Duration::from_millis(50);
     loop {
         match store.ingest(rec.clone()).await {
-            Ok(()) => return true,
+            Ok(()) => return Stored::Yes,
             Err(Error::Overloaded(why)) => {
                 on_retry();
                 tracing::debug!(%why, ?backoff, "store overloaded; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped(stop) => return false,
+                    _ = stopped(stop) => return Stored::Stopped,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot store samples");
-                return false;
-            }
+            Err(Error::Shutdown(_)) => return Stored::Closed,
+            Err(e) => return Stored::Failed(e),
         }
     }
 }

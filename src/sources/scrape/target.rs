@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::discovery::Target;
 use super::parse::{self, Format};
 use super::relabel::{LabelMap, Relabeler};
-use super::{ScrapeMetrics, SourceLabel, SourceReasonLabel, ingest_retrying, stopped};
+use super::{ScrapeMetrics, SourceLabel, SourceReasonLabel, Stored, ingest_retrying, stopped};
 use crate::metrics::Metrics;
 use crate::schema::{Label, METRIC_NAME_LABEL, Sample, series_id};
 use crate::store::Store;
@@ -308,7 +308,13 @@ pub(crate) async fn scrape_loop(
         let ts = now_ms();
         let started = Instant::now();
         s.sm.scrapes.get_or_create(&source).inc();
-        let fetched = fetch(&s.client, &target.url, s.timeout, s.body_limit).await;
+        // A stop during the fetch ends the task at once (a hung target must
+        // not hold up a target-set change or the shutdown).
+        let fetched = tokio::select! {
+            r = fetch(&s.client, &target.url, s.timeout, s.body_limit) => r,
+            _ = stopped(&mut stop) => return,
+            _ = stopped(&mut shutdown) => return,
+        };
         let result = fetched.and_then(|(body, ct)| {
             process(
                 &body,
@@ -359,8 +365,14 @@ pub(crate) async fn scrape_loop(
         })
         .await;
         samples.clear();
-        if !stored {
-            return;
+        match stored {
+            Stored::Yes => {}
+            Stored::Stopped | Stored::Closed => return,
+            Stored::Failed(e) => {
+                tracing::error!(source = %s.source, url = %target.url, error = %e, "cannot store scrape");
+                s.sm.store_errors.get_or_create(&source).inc();
+                continue;
+            }
         }
         s.sm.samples.get_or_create(&source).inc_by(n as u64);
         s.metrics.samples_received.inc_by(n as u64);
