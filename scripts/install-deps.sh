@@ -7,6 +7,13 @@ set -euo pipefail
 need_apt=()
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)
+# Build dependencies of rdkafka's bundled librdkafka (cmake-build feature).
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
+# librdkafka 2.12's rdkafka_conf.c includes <curl/curl.h> under `#ifdef
+# WITH_OAUTHBEARER_OIDC`, which CMake defines as 0: the header must exist even
+# though curl is neither enabled nor linked.
+dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need_apt+=(libcurl4-openssl-dev)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then

@@ -9,8 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::pipeline::{Server, shutdown_signal};
-use crate::query::{self, Format, QueryConfig, TableSource};
-use crate::store::Store;
+use crate::query::{self, Format, QueryConfig};
 
 /// scalecast: a metrics pipeline and predictive autoscaler.
 ///
@@ -33,6 +32,12 @@ pub enum Command {
     Query(QueryArgs),
     /// Check pipeline files; print `file:line:column: reason` for each problem.
     Validate(ValidateArgs),
+    /// Backtest forecasting models on CSV series (MASE, interval coverage, plots).
+    Backtest(crate::forecast::backtest::BacktestArgs),
+    /// Fit a model on CSV history once and print forecasts (p10/p50/p90).
+    Forecast(crate::forecast::live::ForecastArgs),
+    /// Replay a trace through scaling policies and report cost and under-provisioning.
+    Simulate(crate::recommend::SimulateArgs),
 }
 
 /// `scalecast serve`.
@@ -111,6 +116,24 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => serve(a).await,
         Command::Query(a) => query_cmd(a).await,
         Command::Validate(a) => Ok(validate(&a.files)),
+        Command::Backtest(a) => {
+            tokio::task::spawn_blocking(move || crate::forecast::backtest::run(&a))
+                .await
+                .map_err(|e| Error::Other(format!("backtest task failed: {e}")))??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Forecast(a) => {
+            tokio::task::spawn_blocking(move || crate::forecast::live::run(&a))
+                .await
+                .map_err(|e| Error::Other(format!("forecast task failed: {e}")))??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate(a) => {
+            tokio::task::spawn_blocking(move || crate::recommend::run(&a))
+                .await
+                .map_err(|e| Error::Other(format!("simulate task failed: {e}")))??;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -150,15 +173,11 @@ async fn query_cmd(a: QueryArgs) -> Result<ExitCode> {
         )));
     }
     let dir = a.data_dir.clone();
-    let snapshot = tokio::task::spawn_blocking(move || Store::read_only_snapshot(&dir))
-        .await
-        .map_err(|e| Error::Other(format!("snapshot task failed: {e}")))??;
-    let result = query::run_sql(
-        vec![TableSource::samples(snapshot)],
-        &a.sql,
-        &QueryConfig::default(),
-    )
-    .await?;
+    let (tables, views) =
+        tokio::task::spawn_blocking(move || crate::pipeline::read_only_catalog(&dir))
+            .await
+            .map_err(|e| Error::Other(format!("snapshot task failed: {e}")))??;
+    let result = query::run_sql_with_views(tables, &views, &a.sql, &QueryConfig::default()).await?;
     let bytes = query::render(&result, a.format)?;
     let mut out = std::io::stdout().lock();
     out.write_all(&bytes)

@@ -56,6 +56,72 @@ pub struct PipelineConfig {
     /// Sources by id.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Transforms by id (the stream engine); their rows go to the
+    /// `aggregates` table.
+    #[serde(default)]
+    pub transforms: BTreeMap<String, TransformConfig>,
+}
+
+/// A transform entry: `inputs` plus a body tagged by `type`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TransformConfig {
+    /// Ids of the sources or transforms it reads.
+    pub inputs: Vec<String>,
+    /// The transform itself.
+    #[serde(flatten)]
+    pub body: TransformBody,
+}
+
+/// The body of a transform, tagged by `type`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TransformBody {
+    /// Windowed aggregates of selected series ([`crate::engine::config::WindowTransformConfig`]).
+    Window(crate::engine::config::WindowTransformConfig),
+    /// usage / request / capacity per workload ([`crate::engine::config::UtilizationTransformConfig`]).
+    Utilization(crate::engine::config::UtilizationTransformConfig),
+    /// OpenCost allocation of utilization rows ([`crate::engine::config::CostTransformConfig`]).
+    Cost(crate::engine::config::CostTransformConfig),
+}
+
+impl<'de> Deserialize<'de> for TransformConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        // `inputs` sits beside the variant's own fields, which reject unknown
+        // keys: take it out first, then deserialize the rest as the variant.
+        let mut map = serde_yaml::Mapping::deserialize(d)?;
+        let inputs = match map.remove("inputs") {
+            Some(v) => Vec::<String>::deserialize(v)
+                .map_err(|e| D::Error::custom(format!("inputs: {e}")))?,
+            None => return Err(D::Error::custom("missing field `inputs`")),
+        };
+        let body = TransformBody::deserialize(serde_yaml::Value::Mapping(map))
+            .map_err(D::Error::custom)?;
+        Ok(TransformConfig { inputs, body })
+    }
+}
+
+impl TransformConfig {
+    /// The engine's view of this transform.
+    pub fn to_engine(&self) -> crate::engine::EngineTransform {
+        use crate::engine::EngineTransform;
+        match &self.body {
+            TransformBody::Window(c) => EngineTransform::Window(c.clone()),
+            TransformBody::Utilization(c) => EngineTransform::Utilization(c.clone()),
+            TransformBody::Cost(c) => EngineTransform::Cost {
+                inputs: self.inputs.clone(),
+                config: c.clone(),
+            },
+        }
+    }
+
+    fn validate_body(&self) -> std::result::Result<(), crate::engine::EngineError> {
+        match &self.body {
+            TransformBody::Window(c) => c.validate(),
+            TransformBody::Utilization(c) => c.validate(),
+            TransformBody::Cost(c) => c.validate(),
+        }
+    }
 }
 
 /// HTTP API settings.
@@ -248,6 +314,75 @@ impl PipelineConfig {
                         );
                     }
                 }
+            }
+        }
+        let mut transform_issues = false;
+        for (id, t) in &self.transforms {
+            transform_issues |= t.validate_body().is_err();
+            if t.inputs.is_empty() {
+                err(
+                    &["transforms", id, "inputs"],
+                    "must name at least one source or transform".into(),
+                );
+            }
+            for input in &t.inputs {
+                let known = self.sources.contains_key(input) || self.transforms.contains_key(input);
+                if !known {
+                    err(
+                        &["transforms", id, "inputs"],
+                        format!("unknown input {input:?} (not a source or transform id)"),
+                    );
+                } else if matches!(t.body, TransformBody::Cost(_))
+                    && !matches!(
+                        self.transforms.get(input).map(|x| &x.body),
+                        Some(TransformBody::Utilization(_))
+                    )
+                {
+                    err(
+                        &["transforms", id, "inputs"],
+                        format!(
+                            "a cost transform reads utilization transforms; {input:?} is not one"
+                        ),
+                    );
+                } else if !matches!(t.body, TransformBody::Cost(_))
+                    && !self.sources.contains_key(input)
+                {
+                    err(
+                        &["transforms", id, "inputs"],
+                        format!(
+                            "{input:?} is a transform; window and utilization transforms read sources"
+                        ),
+                    );
+                }
+            }
+            if let Err(e) = t.validate_body() {
+                match e {
+                    crate::engine::EngineError::InvalidConfig { issues } => {
+                        for issue in issues {
+                            let mut path = vec!["transforms", id.as_str()];
+                            // `matchers[1]` → locate the `matchers` key.
+                            path.extend(
+                                issue
+                                    .path
+                                    .split('.')
+                                    .map(|p| p.split('[').next().unwrap_or(p))
+                                    .filter(|p| !p.is_empty()),
+                            );
+                            err(&path, issue.reason);
+                        }
+                    }
+                    other => err(&["transforms", id], other.to_string()),
+                }
+            }
+        }
+        if !self.transforms.is_empty() && !transform_issues {
+            let engine: Vec<(String, crate::engine::EngineTransform)> = self
+                .transforms
+                .iter()
+                .map(|(id, t)| (id.clone(), t.to_engine()))
+                .collect();
+            if let Err(e) = crate::engine::Engine::build(&engine) {
+                err(&["transforms"], e.to_string());
             }
         }
         errs

@@ -73,6 +73,18 @@ pub enum Error {
     #[error("query: {0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
 
+    /// A stream-engine error (configuration, schema).
+    #[error("engine: {0}")]
+    Engine(#[from] crate::engine::EngineError),
+
+    /// A forecasting error (bad series, model failure).
+    #[error("forecast: {0}")]
+    Forecast(#[from] crate::forecast::ForecastError),
+
+    /// A recommendation/policy error.
+    #[error("recommend: {0}")]
+    Recommend(#[from] crate::recommend::RecommendError),
+
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),

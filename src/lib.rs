@@ -27,6 +27,9 @@
 //! | [`store`] | WAL, in-memory head, Parquet files, compaction, retention |
 //! | [`query`] | read-only SQL over store snapshots |
 //! | [`metrics`] | self-metrics for `/metrics` |
+//! | [`engine`] | windowed aggregation in event time, utilization and cost (`aggregates` table) |
+//! | [`forecast`] | per-series models (naive, seasonal naive, ETS, linfa ridge, auto), intervals, backtests |
+//! | [`recommend`] | scaling policies, recommenders (reactive, HPA-like, predictive, vertical), `simulate` |
 //! | [`error`] | the [`Error`] enum and [`Result`] alias |
 //!
 //! `docs/architecture.md` describes the data path; `docs/schema.md`,
@@ -37,10 +40,13 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod error;
+pub mod forecast;
 pub mod metrics;
 pub mod pipeline;
 pub mod query;
+pub mod recommend;
 pub mod schema;
 pub mod sources;
 pub mod store;

@@ -24,14 +24,17 @@ use serde::Deserialize;
 use crate::config::PipelineConfig;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::query::{self, Format, QueryConfig, TableSource};
+use crate::query::{self, Format, QueryConfig};
 use crate::sources::remote_write;
 use crate::store::Store;
+use crate::store::table::DerivedTable;
 
 /// Shared state of every handler.
 pub struct AppState {
     /// Set once the WAL has been replayed.
     pub store: OnceLock<Arc<Store>>,
+    /// The `aggregates_log` table (set with the store).
+    pub aggregates: OnceLock<Arc<DerivedTable>>,
     /// Self-metrics.
     pub metrics: Arc<Metrics>,
     /// Query limits.
@@ -181,12 +184,25 @@ async fn sql_handler(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let tables = vec![TableSource::samples(store.snapshot())];
-    let result =
-        match query::run_sql_metered(tables, &[], &req.query, &state.query, &state.metrics).await {
-            Ok(r) => r,
-            Err(e) => return error_response(&e),
-        };
+    let Some(aggregates) = state.aggregates.get() else {
+        return api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: replaying the write-ahead log",
+        );
+    };
+    let (tables, views) = crate::pipeline::catalog(store.snapshot(), aggregates.source());
+    let result = match query::run_sql_metered(
+        tables,
+        &views,
+        &req.query,
+        &state.query,
+        &state.metrics,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
     match query::render(&result, format) {
         Ok(bytes) => {
             let ct = match format {

@@ -13,11 +13,15 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod aggregates;
+
 use crate::api::{self, AppState};
 use crate::config::PipelineConfig;
 use crate::error::{Error, IoResultExt, Result};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::query::TableSource;
+use crate::store::table::DerivedTable;
+use crate::store::{Snapshot, Store};
 
 /// A running pipeline.
 pub struct Server {
@@ -27,6 +31,29 @@ pub struct Server {
     pub state: Arc<AppState>,
     stop: Option<oneshot::Sender<()>>,
     http: Option<JoinHandle<()>>,
+    engine: Option<aggregates::EngineTask>,
+}
+
+/// Every SQL table and view of a data directory, for one query.
+pub fn catalog(
+    samples: Snapshot,
+    aggregates_log: TableSource,
+) -> (Vec<TableSource>, Vec<(String, String)>) {
+    (
+        vec![TableSource::samples(samples), aggregates_log],
+        vec![aggregates::view()],
+    )
+}
+
+/// The same, read from a data directory without opening it for writing.
+pub fn read_only_catalog(data_dir: &Path) -> Result<(Vec<TableSource>, Vec<(String, String)>)> {
+    let snapshot = Store::read_only_snapshot(data_dir)?;
+    let log = DerivedTable::read_only_source(
+        data_dir,
+        aggregates::AGGREGATES_LOG,
+        aggregates::storage_schema(),
+    );
+    Ok(catalog(snapshot, log))
 }
 
 /// Name of the file in the data directory that holds the bound API address.
@@ -61,6 +88,7 @@ impl Server {
 
         let state = Arc::new(AppState {
             store: OnceLock::new(),
+            aggregates: OnceLock::new(),
             metrics: metrics.clone(),
             query: cfg.query.clone(),
             token,
@@ -85,8 +113,17 @@ impl Server {
         let store = tokio::task::spawn_blocking(move || Store::open(&dir, storage, m))
             .await
             .map_err(|e| Error::Other(format!("store open task failed: {e}")))??;
+        let store = Arc::new(store);
+        let table = Arc::new(DerivedTable::open(
+            data_dir,
+            aggregates::AGGREGATES_LOG,
+            aggregates::storage_schema(),
+            50_000,
+        )?);
+        let engine = aggregates::start(&cfg, &store, table.clone()).await?;
         // Set exactly once, here.
-        let _ = state.store.set(Arc::new(store));
+        let _ = state.aggregates.set(table);
+        let _ = state.store.set(store);
         metrics.ready.set(1);
         tracing::info!(%addr, "ready");
         Ok(Server {
@@ -94,6 +131,7 @@ impl Server {
             state,
             stop: Some(stop_tx),
             http: Some(http),
+            engine,
         })
     }
 
@@ -107,6 +145,10 @@ impl Server {
         }
         if let Some(store) = self.state.store.get().cloned() {
             let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        }
+        // The store closed its subscriptions: the engine drains and flushes.
+        if let Some(engine) = self.engine.take() {
+            let _ = tokio::task::spawn_blocking(move || engine.join()).await;
         }
         tracing::info!("stopped");
     }
