@@ -8,7 +8,9 @@ use scalecast::sources::remote_write::{decode_body, encode_samples};
 fn request() -> Vec<u8> {
     let mut samples = Vec::new();
     for cpu in 0..16 {
-        for mode in ["idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user"] {
+        for mode in [
+            "idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user",
+        ] {
             samples.push(Sample {
                 name: "node_cpu_seconds_total".into(),
                 labels: vec![
@@ -26,7 +28,10 @@ fn request() -> Vec<u8> {
     while samples.len() < 500 {
         samples.push(Sample {
             name: format!("node_metric_{i}"),
-            labels: vec![("instance".into(), "10.0.0.1:9100".into()), ("job".into(), "node".into())],
+            labels: vec![
+                ("instance".into(), "10.0.0.1:9100".into()),
+                ("job".into(), "node".into()),
+            ],
             ts_ms: 1_700_000_000_000,
             value: i as f64,
         });

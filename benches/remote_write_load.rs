@@ -24,36 +24,70 @@ use scalecast::sources::remote_write::encode_samples;
 const SAMPLES_PER_REQUEST: usize = 500;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// node_exporter-like series for one instance (~500 series, realistic labels).
 fn instance_series(instance: &str) -> Vec<(String, Vec<(String, String)>)> {
     let mut out = Vec::new();
     let base = |extra: &[(&str, String)]| {
-        let mut l: Vec<(String, String)> = vec![("instance".into(), instance.to_string()), ("job".into(), "node".into())];
+        let mut l: Vec<(String, String)> = vec![
+            ("instance".into(), instance.to_string()),
+            ("job".into(), "node".into()),
+        ];
         l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
         l.sort();
         l
     };
     for cpu in 0..16 {
-        for mode in ["idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user"] {
-            out.push(("node_cpu_seconds_total".to_string(), base(&[("cpu", cpu.to_string()), ("mode", mode.to_string())])));
+        for mode in [
+            "idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user",
+        ] {
+            out.push((
+                "node_cpu_seconds_total".to_string(),
+                base(&[("cpu", cpu.to_string()), ("mode", mode.to_string())]),
+            ));
         }
     }
     for dev in ["sda", "sdb", "nvme0n1", "dm-0"] {
-        for m in ["node_disk_read_bytes_total", "node_disk_written_bytes_total", "node_disk_io_time_seconds_total", "node_disk_reads_completed_total", "node_disk_writes_completed_total"] {
+        for m in [
+            "node_disk_read_bytes_total",
+            "node_disk_written_bytes_total",
+            "node_disk_io_time_seconds_total",
+            "node_disk_reads_completed_total",
+            "node_disk_writes_completed_total",
+        ] {
             out.push((m.to_string(), base(&[("device", dev.to_string())])));
         }
     }
     for dev in ["eth0", "eth1", "lo", "docker0"] {
-        for m in ["node_network_receive_bytes_total", "node_network_transmit_bytes_total", "node_network_receive_packets_total", "node_network_transmit_packets_total", "node_network_receive_errs_total"] {
+        for m in [
+            "node_network_receive_bytes_total",
+            "node_network_transmit_bytes_total",
+            "node_network_receive_packets_total",
+            "node_network_transmit_packets_total",
+            "node_network_receive_errs_total",
+        ] {
             out.push((m.to_string(), base(&[("device", dev.to_string())])));
         }
     }
     for fs in ["/", "/boot", "/var", "/home"] {
-        for m in ["node_filesystem_avail_bytes", "node_filesystem_size_bytes", "node_filesystem_files_free"] {
-            out.push((m.to_string(), base(&[("device", "/dev/sda1".to_string()), ("fstype", "ext4".to_string()), ("mountpoint", fs.to_string())])));
+        for m in [
+            "node_filesystem_avail_bytes",
+            "node_filesystem_size_bytes",
+            "node_filesystem_files_free",
+        ] {
+            out.push((
+                m.to_string(),
+                base(&[
+                    ("device", "/dev/sda1".to_string()),
+                    ("fstype", "ext4".to_string()),
+                    ("mountpoint", fs.to_string()),
+                ]),
+            ));
         }
     }
     let mut i = 0;
@@ -77,7 +111,12 @@ fn bodies_for(conn: usize, instances: usize, rounds: usize, t0: i64) -> Vec<Vec<
             let samples: Vec<Sample> = chunk
                 .iter()
                 .enumerate()
-                .map(|(j, (name, labels))| Sample { name: name.clone(), labels: labels.clone(), ts_ms: ts, value: (round * 1000 + j) as f64 * 0.25 })
+                .map(|(j, (name, labels))| Sample {
+                    name: name.clone(),
+                    labels: labels.clone(),
+                    ts_ms: ts,
+                    value: (round * 1000 + j) as f64 * 0.25,
+                })
                 .collect();
             out.push(encode_samples(&samples));
         }
@@ -88,7 +127,10 @@ fn bodies_for(conn: usize, instances: usize, rounds: usize, t0: i64) -> Vec<Vec<
 struct Proc(Child);
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -102,15 +144,23 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(19201)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(19201)
 }
 
 /// CPU seconds (user + system) of a process, from /proc/<pid>/stat.
 fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    let Some(rest) = stat.rsplit(')').next() else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rsplit(')').next() else {
+        return 0.0;
+    };
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     ticks / 100.0
 }
 
@@ -121,7 +171,12 @@ struct RunResult {
     cpu: f64,
 }
 
-async fn drive(url: String, bodies: Vec<Arc<Vec<Vec<u8>>>>, duration: Duration, pid: u32) -> RunResult {
+async fn drive(
+    url: String,
+    bodies: Vec<Arc<Vec<Vec<u8>>>>,
+    duration: Duration,
+    pid: u32,
+) -> RunResult {
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let cpu0 = cpu_secs(pid);
@@ -130,7 +185,10 @@ async fn drive(url: String, bodies: Vec<Arc<Vec<Vec<u8>>>>, duration: Duration, 
     for conn_bodies in bodies {
         let (url, ok, errors) = (url.clone(), ok.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("client");
             for b in conn_bodies.iter() {
                 if started.elapsed() >= duration {
                     break;
@@ -149,7 +207,11 @@ async fn drive(url: String, bodies: Vec<Arc<Vec<Vec<u8>>>>, duration: Duration, 
                     }
                     Ok(r) => {
                         if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                            eprintln!("  error answer {}: {}", r.status(), r.text().await.unwrap_or_default().trim());
+                            eprintln!(
+                                "  error answer {}: {}",
+                                r.status(),
+                                r.text().await.unwrap_or_default().trim()
+                            );
                         }
                     }
                     Err(e) => {
@@ -165,13 +227,23 @@ async fn drive(url: String, bodies: Vec<Arc<Vec<Vec<u8>>>>, duration: Duration, 
         let _ = t.await;
     }
     let secs = started.elapsed().as_secs_f64();
-    RunResult { ok_samples: ok.load(Ordering::Relaxed), errors: errors.load(Ordering::Relaxed), secs, cpu: cpu_secs(pid) - cpu0 }
+    RunResult {
+        ok_samples: ok.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        secs,
+        cpu: cpu_secs(pid) - cpu0,
+    }
 }
 
 async fn wait_ready(url: &str) -> bool {
     let client = reqwest::Client::new();
     for _ in 0..600 {
-        if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+        if client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -185,7 +257,10 @@ fn scalecast_bin() -> PathBuf {
     }
     // The bench runs from target/release/deps; the binary is one level up.
     let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent().and_then(Path::parent).map(|d| d.join("scalecast")).unwrap_or_else(|| PathBuf::from("scalecast"))
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("scalecast"))
+        .unwrap_or_else(|| PathBuf::from("scalecast"))
 }
 
 fn main() {
@@ -193,15 +268,28 @@ fn main() {
     let duration = Duration::from_secs(env_or("DURATION_SECS", 15));
     let connections: usize = env_or("CONNECTIONS", 8);
     let instances: usize = env_or("INSTANCES_PER_CONNECTION", 10);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let tmp = tempfile::tempdir().expect("tmp");
     let t0 = chrono::Utc::now().timestamp_millis() - 20 * 60 * 1000;
     // Enough rounds that no connection runs out within `duration`.
     let rounds: usize = env_or("ROUNDS", 150);
-    eprintln!("generating {connections} × {rounds} rounds × {instances} instances × 500 series ...");
-    let bodies: Vec<Arc<Vec<Vec<u8>>>> = (0..connections).map(|c| Arc::new(bodies_for(c, instances, rounds, t0))).collect();
+    eprintln!(
+        "generating {connections} × {rounds} rounds × {instances} instances × 500 series ..."
+    );
+    let bodies: Vec<Arc<Vec<Vec<u8>>>> = (0..connections)
+        .map(|c| Arc::new(bodies_for(c, instances, rounds, t0)))
+        .collect();
     let total: usize = bodies.iter().map(|b| b.len()).sum();
-    let mean_body = bodies.iter().flat_map(|b| b.iter()).map(|b| b.len()).sum::<usize>() / total.max(1);
+    let mean_body = bodies
+        .iter()
+        .flat_map(|b| b.iter())
+        .map(|b| b.len())
+        .sum::<usize>()
+        / total.max(1);
     eprintln!("{total} requests of {SAMPLES_PER_REQUEST} samples, mean body {mean_body} bytes");
 
     let bin = scalecast_bin();
@@ -209,28 +297,62 @@ fn main() {
     let sc_dir = tmp.path().join("scalecast");
     let sc = Proc(
         Command::new(&bin)
-            .args(["serve", "--listen", &format!("127.0.0.1:{sc_port}"), "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{sc_port}"),
+                "--data-dir",
+            ])
             .arg(&sc_dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e} (build it with cargo build --release)", bin.display())),
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (build it with cargo build --release)",
+                    bin.display()
+                )
+            }),
     );
     let sc_result = rt.block_on(async {
-        assert!(wait_ready(&format!("http://127.0.0.1:{sc_port}/health")).await, "scalecast did not start");
-        drive(format!("http://127.0.0.1:{sc_port}/api/v1/write"), bodies.clone(), duration, sc.0.id()).await
+        assert!(
+            wait_ready(&format!("http://127.0.0.1:{sc_port}/health")).await,
+            "scalecast did not start"
+        );
+        drive(
+            format!("http://127.0.0.1:{sc_port}/api/v1/write"),
+            bodies.clone(),
+            duration,
+            sc.0.id(),
+        )
+        .await
     });
     drop(sc);
 
-    let prom_result = if Command::new("sh").args(["-c", "command -v prometheus"]).stdout(Stdio::null()).status().is_ok_and(|s| s.success()) {
+    let prom_result = if Command::new("sh")
+        .args(["-c", "command -v prometheus"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
         let port = free_port();
         let dir = tmp.path().join("prom");
         std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 15s\n").expect("cfg");
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            "global:\n  scrape_interval: 15s\n",
+        )
+        .expect("cfg");
         let prom = Proc(
             Command::new("prometheus")
-                .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!(
+                    "--config.file={}",
+                    dir.join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .arg("--web.enable-remote-write-receiver")
                 .stdout(Stdio::null())
@@ -239,8 +361,17 @@ fn main() {
                 .expect("prometheus"),
         );
         let r = rt.block_on(async {
-            assert!(wait_ready(&format!("http://127.0.0.1:{port}/-/ready")).await, "prometheus did not start");
-            drive(format!("http://127.0.0.1:{port}/api/v1/write"), bodies.clone(), duration, prom.0.id()).await
+            assert!(
+                wait_ready(&format!("http://127.0.0.1:{port}/-/ready")).await,
+                "prometheus did not start"
+            );
+            drive(
+                format!("http://127.0.0.1:{port}/api/v1/write"),
+                bodies.clone(),
+                duration,
+                prom.0.id(),
+            )
+            .await
         });
         drop(prom);
         Some(r)
@@ -250,12 +381,30 @@ fn main() {
     };
 
     let rate = |r: &RunResult| r.ok_samples as f64 / r.secs;
-    println!("\nremote-write load: {connections} connections, 500 samples/request, {:.0} s each", duration.as_secs_f64());
+    println!(
+        "\nremote-write load: {connections} connections, 500 samples/request, {:.0} s each",
+        duration.as_secs_f64()
+    );
     println!("| receiver | samples/s | errors | receiver CPU-s | samples per CPU-s |");
     println!("|---|---|---|---|---|");
-    println!("| scalecast (fsync per group commit) | {:.0} | {} | {:.1} | {:.0} |", rate(&sc_result), sc_result.errors, sc_result.cpu, sc_result.ok_samples as f64 / sc_result.cpu.max(1e-9));
+    println!(
+        "| scalecast (fsync per group commit) | {:.0} | {} | {:.1} | {:.0} |",
+        rate(&sc_result),
+        sc_result.errors,
+        sc_result.cpu,
+        sc_result.ok_samples as f64 / sc_result.cpu.max(1e-9)
+    );
     if let Some(p) = &prom_result {
-        println!("| Prometheus 2.42 receiver | {:.0} | {} | {:.1} | {:.0} |", rate(p), p.errors, p.cpu, p.ok_samples as f64 / p.cpu.max(1e-9));
-        println!("ratio scalecast / Prometheus (samples/s): {:.2}", rate(&sc_result) / rate(p).max(1e-9));
+        println!(
+            "| Prometheus 2.42 receiver | {:.0} | {} | {:.1} | {:.0} |",
+            rate(p),
+            p.errors,
+            p.cpu,
+            p.ok_samples as f64 / p.cpu.max(1e-9)
+        );
+        println!(
+            "ratio scalecast / Prometheus (samples/s): {:.2}",
+            rate(&sc_result) / rate(p).max(1e-9)
+        );
     }
 }
