@@ -208,8 +208,8 @@ async fn node_exporter_scrape_matches_prometheus_and_down_target_reports_up_0() 
         "the first scrape after the stop must fail"
     );
     assert!(
-        first_down.1 - killed <= 1000 + 250,
-        "first scrape after the stop came {} ms later (interval 1000 ms)",
+        first_down.1 - killed <= 1000 + 500,
+        "first scrape after the stop came {} ms later (interval 1000 ms, 500 ms scheduling slack)",
         first_down.1 - killed
     );
     let _ = stop_tx.send(true);

@@ -1,16 +1,16 @@
 //! Parser for the Prometheus text exposition format (0.0.4) and the
 //! OpenMetrics 1.0 text format.
 //!
-//! Why not the `prometheus-parse` crate: version 0.2.5 splits label pairs on
-//! `,` and `=` (a label value containing either is silently dropped), does not
-//! unescape `\"`, `\\` or `\n`, cuts label sets at the first `}` even inside a
-//! quoted value, rejects metric names with `:` (recording-rule names), reads
-//! OpenMetrics timestamps (float seconds) as integer milliseconds, folds
-//! histogram and summary lines into per-family structs (so the per-line sample
-//! count, which Prometheus reports as `scrape_samples_scraped`, is lost) and
-//! skips malformed lines instead of failing the scrape. This parser returns one
-//! [`ParsedSample`] per sample line, exactly like Prometheus's own parsers,
-//! and fails the whole scrape on the first malformed line, as Prometheus does.
+//! Why not the `prometheus-parse` crate (0.2.5): it splits label sets on `,`
+//! and `=` (`m{a="x,y=z"}` comes out as `a="x"`, `y="z"`), does not unescape
+//! `\"`, `\\` or `\n`, silently drops lines with `}` inside a label value and
+//! metric names with `:`, ignores OpenMetrics timestamps (float seconds),
+//! accepts or skips malformed lines instead of failing the scrape, and folds
+//! histogram and summary lines into per-family structs (so the per-line count
+//! Prometheus reports as `scrape_samples_scraped` is lost). This parser
+//! returns one [`ParsedSample`] per sample line, like Prometheus's own
+//! parsers, and fails the whole scrape on the first malformed line, as
+//! Prometheus does.
 //!
 //! Accepted syntax, per line:
 //!
