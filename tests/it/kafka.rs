@@ -416,12 +416,23 @@ async fn every_message_lands_in_samples_and_offsets_are_committed() {
         metric_value(&text, "scalecast_kafka_dead_letter_total{"),
         0.0
     );
-    assert!(
-        text.contains(
-            "scalecast_kafka_consumer_lag{group=\"g-all\",topic=\"metrics\",partition=\"0\"}"
-        ),
-        "{text}"
-    );
+    // Lag is reported for every assigned partition (its value is only exact on
+    // brokers with a correct high watermark, see Broker::start).
+    let m = c.metrics();
+    wait_for(Duration::from_secs(30), "lag gauges of the 4 partitions", || {
+        let m = m.clone();
+        async move {
+            let text = m.render();
+            (0..4)
+                .all(|p| {
+                    text.contains(&format!(
+                        "scalecast_kafka_consumer_lag{{group=\"g-all\",topic=\"metrics\",partition=\"{p}\"}}"
+                    ))
+                })
+                .then_some(())
+        }
+    })
+    .await;
     c.stop().await;
 }
 
@@ -683,12 +694,15 @@ async fn kill_9_mid_stream_then_restart_loses_nothing() {
     broker.create_topic("crash", 2);
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
-    let p = producer(&broker.addr());
     const N: usize = 1200;
-    // First wave, then kill while the child is still consuming it.
-    for i in 0..N / 2 {
-        produce(&p, "crash", Some((i % 2) as i32), &payload(i)).await;
-    }
+    // A live stream: one message at a time, each awaited, while the child consumes.
+    let brokers = broker.addr();
+    let stream = tokio::spawn(async move {
+        let p = producer(&brokers);
+        for i in 0..N {
+            produce(&p, "crash", Some((i % 2) as i32), &payload(i)).await;
+        }
+    });
     let (mut child, addr) = spawn_child(
         &broker.addr(),
         "crash",
@@ -702,15 +716,16 @@ async fn kill_9_mid_stream_then_restart_loses_nothing() {
         "the child to store part of the stream",
         || async move {
             let (d, _) = counts(addr).await;
-            (d >= (N / 8 * PER_MESSAGE) as u64).then_some(d)
+            (d >= (N / 4 * PER_MESSAGE) as u64).then_some(d)
         },
     )
     .await;
+    let producing = !stream.is_finished();
     child.kill9();
-    // Second wave while nothing consumes.
-    for i in N / 2..N {
-        produce(&p, "crash", Some((i % 2) as i32), &payload(i)).await;
-    }
+    eprintln!(
+        "kill -9 with {before} of {} samples stored (producer still running: {producing})",
+        N * PER_MESSAGE
+    );
     let (child2, addr2) = spawn_child(
         &broker.addr(),
         "crash",
@@ -724,13 +739,18 @@ async fn kill_9_mid_stream_then_restart_loses_nothing() {
         d >= before,
         "samples stored before the kill were lost: {d} < {before}"
     );
-    wait_distinct(
+    let rows = wait_distinct(
         addr2,
         (N * PER_MESSAGE) as u64,
         "every sample after the restart",
     )
     .await;
+    eprintln!(
+        "after the restart: {rows} rows for {} distinct samples",
+        N * PER_MESSAGE
+    );
     assert_eq!(stored_messages(addr2).await.len(), N);
+    stream.await.expect("producer");
     wait_committed(&broker.addr(), "g-crash", "crash", vec![(N / 2) as i64; 2]).await;
     drop(child2);
 }
@@ -753,7 +773,8 @@ async fn binary_with_kafka_pipeline_survives_kill_9() {
         .expect("scalecast check");
     if !check.status.success() {
         eprintln!(
-            "SKIP: this scalecast binary does not accept a `type: kafka` source yet: {}",
+            "SKIP: this scalecast binary does not accept a `type: kafka` source yet: {} {}",
+            String::from_utf8_lossy(&check.stdout).trim(),
             String::from_utf8_lossy(&check.stderr).trim()
         );
         return;

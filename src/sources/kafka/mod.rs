@@ -960,13 +960,11 @@ pub async fn run(
     }
 }
 
-fn store_offsets<C: ConsumerContext>(
+fn store_offsets<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
     group: &str,
     next: &BTreeMap<(String, i32), i64>,
-) where
-    C: 'static,
-{
+) {
     let mut tpl = TopicPartitionList::with_capacity(next.len());
     for ((topic, partition), offset) in next {
         if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
