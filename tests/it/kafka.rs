@@ -251,13 +251,19 @@ impl Running {
     }
 
     async fn stop(self) {
+        let server = self.stop_source().await;
+        server.shutdown().await;
+    }
+
+    /// Stops the Kafka source (which must end cleanly); the server keeps serving.
+    async fn stop_source(self) -> Server {
         let _ = self.stop.send(true);
         let r = tokio::time::timeout(Duration::from_secs(60), self.task)
             .await
             .expect("kafka source stops within 60 s")
             .expect("kafka source task");
         assert!(r.is_ok(), "kafka source ended with {r:?}");
-        self.server.shutdown().await;
+        self.server
     }
 }
 
@@ -572,6 +578,67 @@ async fn two_consumers_in_one_group_split_partitions_and_store_everything() {
     assert_eq!(parts(&mb).len(), 2, "{mb:?}");
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_leaving_mid_stream_hands_over_without_loss() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("handover", 4);
+    let a = Running::start(source_cfg(&broker.addr(), "handover", "g-handover")).await;
+    let b = Running::start(source_cfg(&broker.addr(), "handover", "g-handover")).await;
+    const N: usize = 800;
+    let brokers = broker.addr();
+    let stream = tokio::spawn(async move {
+        let p = producer(&brokers);
+        for i in 0..N {
+            produce(&p, "handover", Some((i % 4) as i32), &payload(i)).await;
+        }
+    });
+    // Once b has stored part of the stream, it leaves the group (graceful
+    // stop: its durable offsets are committed); a takes its partitions over.
+    let b_addr = b.server.addr;
+    wait_for(
+        Duration::from_secs(90),
+        "b to store part of the stream",
+        || async move {
+            let (d, _) = counts(b_addr).await;
+            (d >= (N / 8 * PER_MESSAGE) as u64).then_some(())
+        },
+    )
+    .await;
+    let producing = !stream.is_finished();
+    let b_server = b.stop_source().await;
+    let b_msgs_before = stored_messages(b_addr).await;
+    b_server.shutdown().await;
+    eprintln!(
+        "b left with {} messages stored (producer still running: {producing})",
+        b_msgs_before.len()
+    );
+    stream.await.expect("producer");
+    let a_addr = a.server.addr;
+    wait_for(
+        Duration::from_secs(90),
+        "a and b together to hold every message",
+        || {
+            let seen = b_msgs_before.clone();
+            async move {
+                let mut all = stored_messages(a_addr).await;
+                all.extend(seen);
+                (all.len() == N).then_some(())
+            }
+        },
+    )
+    .await;
+    wait_committed(
+        &broker.addr(),
+        "g-handover",
+        "handover",
+        vec![(N / 4) as i64; 4],
+    )
+    .await;
+    a.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -941,6 +1008,26 @@ async fn mock_broker_down_then_up_loses_nothing() {
     )
     .await;
     wait_committed(&brokers, "g-mock", "m", vec![40, 40]).await;
+    // The mock cluster's high watermark is exact: once everything is
+    // committed, the lag of both partitions is 0 (not the 40 messages each
+    // holds).
+    let m = c.metrics();
+    wait_for(Duration::from_secs(30), "lag 0 on both partitions", || {
+        let m = m.clone();
+        async move {
+            let text = m.render();
+            (0..2)
+                .all(|p| {
+                    text.lines().any(|l| {
+                        l == format!(
+                            "scalecast_kafka_consumer_lag{{group=\"g-mock\",topic=\"m\",partition=\"{p}\"}} 0"
+                        )
+                    })
+                })
+                .then_some(())
+        }
+    })
+    .await;
     c.stop().await;
 }
 
