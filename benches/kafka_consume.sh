@@ -47,7 +47,8 @@ for i in range(n):
 EOF
 start=$(date +%s.%N)
 "$KCAT" -P -b "127.0.0.1:$PORT" -t bench -l "$W/messages.jsonl"
-echo "kafka_consume: pre-filled $MESSAGES messages x $SAMPLES samples = $TOTAL samples ($(du -h "$W/messages.jsonl" | cut -f1) JSON) in $(echo "$(date +%s.%N) - $start" | bc) s"
+printf 'kafka_consume: pre-filled %d messages x %d samples = %d samples (%s JSON) in %.2f s\n' \
+  "$MESSAGES" "$SAMPLES" "$TOTAL" "$(du -h "$W/messages.jsonl" | cut -f1)" "$(echo "$(date +%s.%N) - $start" | bc)"
 
 start=$(date +%s.%N)
 "$KCAT" -C -b "127.0.0.1:$PORT" -t bench -e -q -o beginning >/dev/null

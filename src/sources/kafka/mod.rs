@@ -905,6 +905,8 @@ pub async fn run(
                 acc.bytes += len;
                 acc.msgs.push(m);
             }
+            // Only with `enable.partition.eof=true`: not an error.
+            Event::Message(Err(KafkaError::PartitionEOF(_))) => {}
             Event::Message(Err(e)) => {
                 km.error(&group, "consume");
                 tracing::warn!(group = %group, error = %e, "kafka consume error");
