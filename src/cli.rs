@@ -38,6 +38,34 @@ pub enum Command {
     Forecast(crate::forecast::live::ForecastArgs),
     /// Replay a trace through scaling policies and report cost and under-provisioning.
     Simulate(crate::recommend::SimulateArgs),
+    /// Fetch history from an external system into the store.
+    Backfill(BackfillArgs),
+}
+
+/// `scalecast backfill`.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// What to backfill from.
+    #[command(subcommand)]
+    pub from: BackfillFrom,
+}
+
+/// Backfill origins.
+#[derive(Debug, Subcommand)]
+pub enum BackfillFrom {
+    /// CloudWatch GetMetricData history (e.g. `--since 14d`), with a progress bar.
+    Cloudwatch(BackfillCloudwatchCmd),
+}
+
+/// `scalecast backfill cloudwatch`.
+#[derive(Debug, Args)]
+pub struct BackfillCloudwatchCmd {
+    /// Data directory to write into (not while a server runs on it).
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// What to fetch.
+    #[command(flatten)]
+    pub args: crate::sources::cloudwatch::BackfillCloudwatchArgs,
 }
 
 /// `scalecast serve`.
@@ -127,6 +155,41 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .await
                 .map_err(|e| Error::Other(format!("forecast task failed: {e}")))??;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Backfill(BackfillArgs {
+            from: BackfillFrom::Cloudwatch(c),
+        }) => {
+            let dir = c.data_dir.clone();
+            let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+            let store = tokio::task::spawn_blocking(move || {
+                crate::store::Store::open(&dir, crate::store::StorageConfig::default(), metrics)
+            })
+            .await
+            .map_err(|e| Error::Other(format!("store open task failed: {e}")))??;
+            let report = crate::sources::cloudwatch::backfill(&c.args, &store).await;
+            tokio::task::spawn_blocking(move || store.close())
+                .await
+                .map_err(|e| Error::Other(format!("store close task failed: {e}")))?;
+            let r = report?;
+            let when = |ms: i64| {
+                chrono::DateTime::from_timestamp_millis(ms)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default()
+            };
+            println!(
+                "backfilled {} samples for {} metric/statistic pairs from {} to {} in {} requests ({} failed after retries)",
+                r.samples,
+                r.queries,
+                when(r.start_ms),
+                when(r.end_ms),
+                r.requests,
+                r.failed_requests
+            );
+            Ok(if r.failed_requests == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
         Command::Simulate(a) => {
             tokio::task::spawn_blocking(move || crate::recommend::run(&a))

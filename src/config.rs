@@ -60,6 +60,10 @@ pub struct PipelineConfig {
     /// `aggregates` table.
     #[serde(default)]
     pub transforms: BTreeMap<String, TransformConfig>,
+    /// Scaling targets and their policies (the shape of a policy file,
+    /// `docs/recommend.md`); their decisions go to the `recommendations` table.
+    #[serde(default)]
+    pub scaling: Option<crate::recommend::PolicyFile>,
 }
 
 /// A transform entry: `inputs` plus a body tagged by `type`.
@@ -198,6 +202,12 @@ impl AuthConfig {
 pub enum SourceConfig {
     /// Prometheus remote-write receiver on the API listener.
     RemoteWrite(RemoteWriteConfig),
+    /// Prometheus scraper (text format and OpenMetrics).
+    Scrape(crate::sources::scrape::ScrapeConfig),
+    /// CloudWatch `GetMetricData` poller.
+    Cloudwatch(crate::sources::cloudwatch::CloudwatchConfig),
+    /// Kafka consumer (remote-write protobuf or JSON lines).
+    Kafka(crate::sources::kafka::KafkaSourceConfig),
 }
 
 impl PipelineConfig {
@@ -314,6 +324,38 @@ impl PipelineConfig {
                         );
                     }
                 }
+                SourceConfig::Scrape(c) => {
+                    if let Err((field, reason)) = c.validate() {
+                        let mut path = vec!["sources", id.as_str()];
+                        path.extend(field.split('.'));
+                        err(&path, reason);
+                    }
+                }
+                SourceConfig::Cloudwatch(c) => {
+                    if let Err((field, reason)) = c.validate() {
+                        let mut path = vec!["sources", id.as_str()];
+                        path.extend(field.split('.'));
+                        err(&path, reason);
+                    }
+                }
+                SourceConfig::Kafka(c) => {
+                    if let Err((field, reason)) = c.validate() {
+                        let mut path = vec!["sources", id.as_str()];
+                        path.extend(field.split('.'));
+                        err(&path, reason);
+                    }
+                }
+            }
+        }
+        if let Some(policy) = &self.scaling
+            && let Err(issues) = policy.validate()
+        {
+            for issue in issues {
+                // `targets[0].schedules[1].cron` → targets.0.schedules.1.cron
+                let field = issue.field.replace('[', ".").replace(']', "");
+                let mut path = vec!["scaling"];
+                path.extend(field.split('.').filter(|p| !p.is_empty()));
+                err(&path, issue.reason);
             }
         }
         let mut transform_issues = false;
@@ -390,8 +432,9 @@ impl PipelineConfig {
 
     /// The remote-write sources.
     pub fn remote_write_sources(&self) -> impl Iterator<Item = (&String, &RemoteWriteConfig)> {
-        self.sources.iter().map(|(id, s)| match s {
-            SourceConfig::RemoteWrite(rw) => (id, rw),
+        self.sources.iter().filter_map(|(id, s)| match s {
+            SourceConfig::RemoteWrite(rw) => Some((id, rw)),
+            _ => None,
         })
     }
 }
@@ -420,10 +463,27 @@ fn find_key_after(text: &str, key: &str, from_line: usize) -> Option<(usize, usi
 }
 
 /// Finds the 1-based (line, column) of the key at `path` in YAML `text`
-/// (block style). Falls back to the deepest prefix found, then (0, 0).
+/// (block style). A numeric segment is the n-th (0-based) `- ` item of the
+/// list under the previous key. Falls back to the deepest prefix found, then
+/// (0, 0).
 pub fn locate(text: &str, path: &[&str]) -> (usize, usize) {
-    let mut stack: Vec<(usize, String)> = Vec::new();
+    struct Entry {
+        indent: usize,
+        key: String,
+        item: bool,
+        items_seen: usize,
+    }
+    let mut stack: Vec<Entry> = Vec::new();
     let mut best = (0usize, 0usize, 0usize); // (depth, line, col)
+    let mut consider = |stack: &Vec<Entry>, line: usize, col: usize| -> bool {
+        let depth = stack.len();
+        if depth <= path.len() && stack.iter().zip(path).all(|(e, p)| e.key == *p) && depth > best.0
+        {
+            best = (depth, line, col);
+            return depth == path.len();
+        }
+        false
+    };
     for (i, raw) in text.lines().enumerate() {
         let trimmed = raw.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -431,28 +491,51 @@ pub fn locate(text: &str, path: &[&str]) -> (usize, usize) {
         }
         let mut indent = raw.len() - trimmed.len();
         let mut body = trimmed;
-        while let Some(rest) = body.strip_prefix("- ") {
+        while body == "-" || body.starts_with("- ") {
+            // A list item of the key at or above this indent.
+            while stack
+                .last()
+                .is_some_and(|e| e.indent > indent || (e.item && e.indent == indent))
+            {
+                stack.pop();
+            }
+            let n = stack.last_mut().map(|e| {
+                e.items_seen += 1;
+                e.items_seen - 1
+            });
+            stack.push(Entry {
+                indent,
+                key: n.unwrap_or(0).to_string(),
+                item: true,
+                items_seen: 0,
+            });
+            if consider(&stack, i + 1, indent + 1) {
+                return (best.1, best.2);
+            }
             indent += 2;
-            body = rest.trim_start();
+            body = body.get(2..).unwrap_or("").trim_start();
         }
         let Some(colon) = body.find(':') else {
             continue;
         };
         let key = body[..colon].trim().trim_matches(|c| c == '"' || c == '\'');
-        if key.is_empty() || key.contains(' ') && !key.starts_with('"') {
+        if key.is_empty() || key.contains(' ') {
             continue;
         }
-        while stack.last().is_some_and(|(ind, _)| *ind >= indent) {
+        while stack
+            .last()
+            .is_some_and(|e| e.indent > indent || (!e.item && e.indent == indent))
+        {
             stack.pop();
         }
-        stack.push((indent, key.to_string()));
-        let depth = stack.len();
-        if depth <= path.len() && stack.iter().zip(path).all(|((_, k), p)| k == p) && depth > best.0
-        {
-            best = (depth, i + 1, indent + 1);
-            if depth == path.len() {
-                break;
-            }
+        stack.push(Entry {
+            indent,
+            key: key.to_string(),
+            item: false,
+            items_seen: 0,
+        });
+        if consider(&stack, i + 1, indent + 1) {
+            break;
         }
     }
     (best.1, best.2)
@@ -519,6 +602,56 @@ mod tests {
             }
         }
         assert!(n >= 2);
+    }
+
+    #[test]
+    fn locate_follows_list_items() {
+        let yaml = "sources:\n  s:\n    static_configs:\n      - targets: [a]\n      - targets:\n          - b\n          - c\n    other: 1\n";
+        assert_eq!(
+            locate(yaml, &["sources", "s", "static_configs", "1", "targets"]),
+            (5, 9)
+        );
+        assert_eq!(
+            locate(
+                yaml,
+                &["sources", "s", "static_configs", "1", "targets", "1"]
+            ),
+            (7, 11)
+        );
+        assert_eq!(locate(yaml, &["sources", "s", "other"]), (8, 5));
+        let flush_left = "queries:\n- name: a\n- name: b\n  period_secs: 0\n";
+        assert_eq!(locate(flush_left, &["queries", "1", "period_secs"]), (4, 3));
+        // Unknown leaf: the deepest known prefix.
+        assert_eq!(
+            locate(yaml, &["sources", "s", "librdkafka_options", "x"]),
+            (2, 3)
+        );
+    }
+
+    #[test]
+    fn transforms_are_validated_with_locations() {
+        let yaml = "sources:\n  p:\n    type: remote_write\ntransforms:\n  t:\n    type: window\n    inputs: [nope]\n    metric: m\n    window: { type: tumbling, size_secs: 0 }\n    aggregates: [avg]\n";
+        let e = errs(yaml);
+        assert!(
+            e.iter()
+                .any(|x| x.starts_with("p.yaml:7:5: transforms.t.inputs: unknown input \"nope\"")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|x| x.starts_with("p.yaml:9:5: transforms.t.window")),
+            "{e:?}"
+        );
+        let typo = "sources:\n  p:\n    type: remote_write\ntransforms:\n  t:\n    type: window\n    inputs: [p]\n    metric: m\n    window: { type: tumbling, size_secs: 60 }\n    aggregates: [avg]\n    group_bi: [x]\n";
+        let e = errs(typo);
+        assert!(
+            e.len() == 1
+                && e[0].contains("unknown field `group_bi`")
+                && e[0].starts_with("p.yaml:11:"),
+            "{e:?}"
+        );
+        let ok = typo.replace("group_bi", "group_by");
+        assert!(errs(&ok).is_empty(), "{:?}", errs(&ok));
     }
 
     #[test]

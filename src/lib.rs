@@ -22,7 +22,8 @@
 //! | [`config`] | pipeline YAML: parsing, strict validation with `file:line:column` errors |
 //! | [`pipeline`] | config → running server (API + store), graceful shutdown |
 //! | [`api`] | HTTP endpoints (axum) |
-//! | [`sources`] | inputs; [`sources::remote_write`] is the Prometheus receiver |
+//! | [`sources`] | inputs: remote write, scraper, CloudWatch, Kafka |
+//! | [`sinks`] | outputs other than storage: the Kafka publisher |
 //! | [`schema`] | the one Arrow schema every source produces |
 //! | [`store`] | WAL, in-memory head, Parquet files, compaction, retention |
 //! | [`query`] | read-only SQL over store snapshots |
@@ -48,6 +49,7 @@ pub mod pipeline;
 pub mod query;
 pub mod recommend;
 pub mod schema;
+pub mod sinks;
 pub mod sources;
 pub mod store;
 

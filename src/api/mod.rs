@@ -35,6 +35,10 @@ pub struct AppState {
     pub store: OnceLock<Arc<Store>>,
     /// The `aggregates_log` table (set with the store).
     pub aggregates: OnceLock<Arc<DerivedTable>>,
+    /// The `recommendations` table (set with the store).
+    pub recommendations: OnceLock<Arc<DerivedTable>>,
+    /// The scaling loop, when the pipeline has a `scaling:` section.
+    pub scaling: OnceLock<Arc<crate::pipeline::scaling::ScalingState>>,
     /// Self-metrics.
     pub metrics: Arc<Metrics>,
     /// Query limits.
@@ -89,6 +93,9 @@ pub fn router(state: Arc<AppState>, cfg: &PipelineConfig) -> Router {
     let protected = protected.layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))
+        .route("/api/v1/targets", get(targets_handler))
+        .route("/api/v1/targets/{name}/timeline", get(timeline_handler))
+        .route("/api/v1/recommendations", get(recommendations_handler))
         .route("/metrics", get(metrics_handler))
         .merge(protected)
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -140,6 +147,60 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+fn scaling(state: &AppState) -> Option<&Arc<crate::pipeline::scaling::ScalingState>> {
+    state.scaling.get()
+}
+
+async fn targets_handler(State(state): State<Arc<AppState>>) -> Response {
+    let targets = scaling(&state).map(|s| s.targets()).unwrap_or_default();
+    axum::Json(targets).into_response()
+}
+
+/// Query string of the timeline endpoint.
+#[derive(Debug, Deserialize)]
+pub struct TimelineParams {
+    /// How far back, seconds (default 3600).
+    #[serde(default)]
+    pub range_secs: Option<i64>,
+}
+
+async fn timeline_handler(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(p): Query<TimelineParams>,
+) -> Response {
+    let range_ms = p.range_secs.unwrap_or(3600).clamp(60, 366 * 86_400) * 1000;
+    match scaling(&state).and_then(|s| s.timeline(&name, range_ms)) {
+        Some(t) => axum::Json(t).into_response(),
+        None => api_error(
+            StatusCode::NOT_FOUND,
+            &format!("no scaling target named {name:?}"),
+        ),
+    }
+}
+
+/// Query string of `GET /api/v1/recommendations`.
+#[derive(Debug, Deserialize)]
+pub struct RecommendationsParams {
+    /// Only this target.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// At most this many (default 100, max 2000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+async fn recommendations_handler(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<RecommendationsParams>,
+) -> Response {
+    let limit = p.limit.unwrap_or(100).min(2000);
+    let recs = scaling(&state)
+        .map(|s| s.recommendations(p.target.as_deref(), limit))
+        .unwrap_or_default();
+    axum::Json(recs).into_response()
+}
+
 /// Body of `POST /api/v1/sql`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,13 +245,15 @@ async fn sql_handler(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let Some(aggregates) = state.aggregates.get() else {
+    let (Some(aggregates), Some(recs)) = (state.aggregates.get(), state.recommendations.get())
+    else {
         return api_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "starting: replaying the write-ahead log",
         );
     };
-    let (tables, views) = crate::pipeline::catalog(store.snapshot(), aggregates.source());
+    let (tables, views) =
+        crate::pipeline::catalog(store.snapshot(), aggregates.source(), recs.source());
     let result = match query::run_sql_metered(
         tables,
         &views,

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod aggregates;
+pub mod scaling;
 
 use crate::api::{self, AppState};
 use crate::config::PipelineConfig;
@@ -32,15 +33,58 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     http: Option<JoinHandle<()>>,
     engine: Option<aggregates::EngineTask>,
+    source_stop: tokio::sync::watch::Sender<bool>,
+    sources: Vec<JoinHandle<()>>,
+}
+
+/// Starts the pulling sources (scraper, CloudWatch, Kafka); remote write is
+/// served by the API router.
+fn spawn_sources(
+    cfg: &PipelineConfig,
+    store: &Arc<Store>,
+    metrics: &Arc<Metrics>,
+    stop: &tokio::sync::watch::Sender<bool>,
+) -> Vec<JoinHandle<()>> {
+    use crate::config::SourceConfig;
+    let mut tasks = Vec::new();
+    for (id, source) in &cfg.sources {
+        let (id, store, metrics, rx) =
+            (id.clone(), store.clone(), metrics.clone(), stop.subscribe());
+        let task = match source.clone() {
+            SourceConfig::RemoteWrite(_) => continue,
+            SourceConfig::Scrape(c) => tokio::spawn(async move {
+                if let Err(e) = crate::sources::scrape::run(&id, c, store, metrics, rx).await {
+                    tracing::error!(source = %id, error = %e, "scrape source stopped");
+                }
+            }),
+            SourceConfig::Cloudwatch(c) => tokio::spawn(async move {
+                if let Err(e) = crate::sources::cloudwatch::run(&id, c, store, metrics, rx).await {
+                    tracing::error!(source = %id, error = %e, "cloudwatch source stopped");
+                }
+            }),
+            SourceConfig::Kafka(c) => tokio::spawn(async move {
+                if let Err(e) = crate::sources::kafka::run(c, store, metrics, rx).await {
+                    tracing::error!(source = %id, error = %e, "kafka source stopped");
+                }
+            }),
+        };
+        tasks.push(task);
+    }
+    tasks
 }
 
 /// Every SQL table and view of a data directory, for one query.
 pub fn catalog(
     samples: Snapshot,
     aggregates_log: TableSource,
+    recommendations: TableSource,
 ) -> (Vec<TableSource>, Vec<(String, String)>) {
     (
-        vec![TableSource::samples(samples), aggregates_log],
+        vec![
+            TableSource::samples(samples),
+            aggregates_log,
+            recommendations,
+        ],
         vec![aggregates::view()],
     )
 }
@@ -53,7 +97,12 @@ pub fn read_only_catalog(data_dir: &Path) -> Result<(Vec<TableSource>, Vec<(Stri
         aggregates::AGGREGATES_LOG,
         aggregates::storage_schema(),
     );
-    Ok(catalog(snapshot, log))
+    let recs = DerivedTable::read_only_source(
+        data_dir,
+        scaling::RECOMMENDATIONS,
+        crate::recommend::recommendations_schema(),
+    );
+    Ok(catalog(snapshot, log, recs))
 }
 
 /// Name of the file in the data directory that holds the bound API address.
@@ -89,6 +138,8 @@ impl Server {
         let state = Arc::new(AppState {
             store: OnceLock::new(),
             aggregates: OnceLock::new(),
+            recommendations: OnceLock::new(),
+            scaling: OnceLock::new(),
             metrics: metrics.clone(),
             query: cfg.query.clone(),
             token,
@@ -121,6 +172,36 @@ impl Server {
             50_000,
         )?);
         let engine = aggregates::start(&cfg, &store, table.clone()).await?;
+        let (source_stop, _) = tokio::sync::watch::channel(false);
+        let mut sources = spawn_sources(&cfg, &store, &metrics, &source_stop);
+        let recs_table = match &cfg.scaling {
+            Some(policy) => {
+                let scaling = Arc::new(scaling::ScalingState::new(data_dir, policy.clone())?);
+                let recs = scaling.table().clone();
+                let aggs = table.clone();
+                let recs_for_catalog = recs.clone();
+                let catalog_fn: Arc<
+                    dyn Fn(&Store) -> (Vec<TableSource>, Vec<(String, String)>) + Send + Sync,
+                > = Arc::new(move |st: &Store| {
+                    catalog(st.snapshot(), aggs.source(), recs_for_catalog.source())
+                });
+                let (st2, store2, rx) = (scaling.clone(), store.clone(), source_stop.subscribe());
+                sources.push(tokio::spawn(async move {
+                    if let Err(e) = scaling::run(st2, store2, catalog_fn, rx).await {
+                        tracing::error!(error = %e, "scaling loop stopped");
+                    }
+                }));
+                let _ = state.scaling.set(scaling);
+                recs
+            }
+            None => Arc::new(DerivedTable::open(
+                data_dir,
+                scaling::RECOMMENDATIONS,
+                crate::recommend::recommendations_schema(),
+                1_000,
+            )?),
+        };
+        let _ = state.recommendations.set(recs_table);
         // Set exactly once, here.
         let _ = state.aggregates.set(table);
         let _ = state.store.set(store);
@@ -132,11 +213,18 @@ impl Server {
             stop: Some(stop_tx),
             http: Some(http),
             engine,
+            source_stop,
+            sources,
         })
     }
 
     /// Stops the HTTP server (in-flight requests finish) and closes the store.
     pub async fn shutdown(mut self) {
+        // Pulling sources first: they finish (and commit) what they ingested.
+        let _ = self.source_stop.send(true);
+        for t in self.sources.drain(..) {
+            let _ = t.await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -201,6 +201,13 @@ impl Fleet {
         Ok(())
     }
 
+    /// The fitted model's forecast for `target`, `h` evaluation intervals ahead of the
+    /// last slot it has seen (for dashboards); `None` before the first fit.
+    pub fn forecast(&self, target: &str, h: usize) -> Option<crate::forecast::Forecast> {
+        let m = self.members.get(target)?;
+        m.model.as_ref()?.predict(h.max(1)).ok()
+    }
+
     /// Number of slots of load history kept for `target`.
     pub fn history_len(&self, target: &str) -> usize {
         self.members.get(target).map_or(0, |m| m.history.len())

@@ -213,6 +213,8 @@ struct Inner {
     state: Mutex<State>,
     metrics: Arc<Metrics>,
     subscribers: Mutex<Vec<SyncSender<RecordBatch>>>,
+    /// Held (locked) for the life of the store.
+    _lock: fs::File,
 }
 
 impl Inner {
@@ -278,6 +280,26 @@ impl Store {
         let samples_dir = samples_dir(data_dir);
         fs::create_dir_all(&wal_dir).with_path(&wal_dir)?;
         fs::create_dir_all(&samples_dir).with_path(&samples_dir)?;
+        // One writer per data directory: a second server (or a backfill while
+        // a server runs) would interleave WAL segments.
+        let lock_path = data_dir.join("LOCK");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_path(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::Other(format!(
+                    "data directory {} is in use by another scalecast process (lock {})",
+                    data_dir.display(),
+                    lock_path.display()
+                )));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
 
         let files = parquet::scan_table(&samples_dir, true)?;
         let mut state = State {
@@ -314,6 +336,7 @@ impl Store {
             state: Mutex::new(state),
             metrics,
             subscribers: Mutex::new(Vec::new()),
+            _lock: lock,
         });
         inner.publish_gauges(&inner.lock());
         let elapsed = started.elapsed().as_secs_f64();
@@ -428,6 +451,12 @@ impl Store {
         for t in threads {
             let _ = t.join();
         }
+        // No more batches will come: let subscribers see the end.
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Reads a data directory without modifying it (for `scalecast query`
@@ -881,8 +910,39 @@ mod tests {
                 .expect("ingest");
         }
         store.close();
-        drop(store);
+        // The subscription ends at close, even while the store is still referenced.
         assert_eq!(reader.join().expect("reader"), 40);
+        drop(store);
+    }
+
+    #[test]
+    fn a_data_directory_has_one_writer() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let a = Store::open(
+            dir.path(),
+            StorageConfig::default(),
+            Arc::new(Metrics::new()),
+        )
+        .expect("first");
+        let err = Store::open(
+            dir.path(),
+            StorageConfig::default(),
+            Arc::new(Metrics::new()),
+        )
+        .err()
+        .expect("second refused");
+        assert!(
+            err.to_string()
+                .contains("in use by another scalecast process"),
+            "{err}"
+        );
+        drop(a);
+        Store::open(
+            dir.path(),
+            StorageConfig::default(),
+            Arc::new(Metrics::new()),
+        )
+        .expect("free again");
     }
 
     #[test]

@@ -4,7 +4,11 @@
 //! node_exporter) install and start them themselves, and skip with a printed
 //! reason only when the install is impossible.
 
+mod cloudwatch;
 mod common;
 mod crash;
 mod http_api;
+mod kafka;
 mod prometheus_e2e;
+mod scaling;
+mod scrape;

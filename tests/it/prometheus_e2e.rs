@@ -1,6 +1,9 @@
 //! Real Prometheus 2.42 + node_exporter remote-writing into scalecast: the
 //! values scalecast stores for a series equal, timestamp by timestamp, what
-//! Prometheus's own query API returns.
+//! Prometheus's own query API returns; and scalecast's windowed CPU
+//! utilization per instance matches Prometheus's
+//! `1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[1m]))`
+//! at the window ends within 2%.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -47,10 +50,66 @@ pub fn start_prometheus(
     Some((ne, prom, ne_port, prom_port))
 }
 
+/// The pipeline under test: remote write in, per-instance CPU utilization and
+/// per-CPU user-mode rate in one-minute tumbling windows (docs/engine.md).
+const PIPELINE: &str = r#"
+sources:
+  prometheus:
+    type: remote_write
+transforms:
+  node_cpu:
+    type: utilization
+    inputs: [prometheus]
+    resource: cpu
+    window: { type: tumbling, size_secs: 60 }
+    group_by: [instance]
+    usage:    { metric: node_cpu_seconds_total, matchers: ['mode="idle"'], per_series: rate, across: sum, from_idle: true }
+    capacity: { metric: node_cpu_seconds_total, matchers: ['mode="idle"'], per_series: last, across: count }
+    allowed_lateness_secs: 5
+    idle_timeout_secs: 120
+  user_rate:
+    type: window
+    inputs: [prometheus]
+    metric: node_cpu_seconds_total
+    matchers: ['mode="user"']
+    window: { type: tumbling, size_secs: 60 }
+    group_by: [cpu]
+    aggregates: [rate, count]
+    allowed_lateness_secs: 5
+"#;
+
+async fn prom_instant(
+    client: &reqwest::Client,
+    port: u16,
+    query: &str,
+    time_s: f64,
+) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .query(&[
+            ("query", query.to_string()),
+            ("time", format!("{time_s:.3}")),
+        ])
+        .send()
+        .await
+        .expect("prometheus query")
+        .json()
+        .await
+        .expect("json");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+fn prom_value(r: &serde_json::Value) -> f64 {
+    r["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("numeric value")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_remote_write_matches_prometheus_queries() {
     let dir = tempfile::tempdir().expect("tmp");
-    let server = start_server(&dir.path().join("data"), None).await;
+    let server = start_server(&dir.path().join("data"), Some(PIPELINE)).await;
     let addr = server.addr;
     let Some((_ne, mut prom, _ne_port, prom_port)) =
         start_prometheus(dir.path(), &format!("http://{addr}/api/v1/write"))
@@ -180,6 +239,86 @@ async fn prometheus_remote_write_matches_prometheus_queries() {
         "Prometheus reports failed remote-write samples"
     );
     eprintln!("prometheus e2e: compared {compared} samples; {got} series (Prometheus {want})");
+
+    // Windowed utilization: wait for a full one-minute window (it starts after
+    // scalecast's first sample), then compare at its end.
+    let first_ms: i64 = sql(
+        &client,
+        addr,
+        &format!("SELECT CAST(min(ts) AS BIGINT) AS t FROM samples WHERE {series}"),
+    )
+    .await[0]["t"]
+        .as_i64()
+        .expect("first sample");
+    let full = format!("CAST(window_start AS BIGINT) >= {first_ms}");
+    let rows = wait_for(Duration::from_secs(240), "a full node_cpu window in aggregates", || {
+        let client = client.clone();
+        let full = full.clone();
+        async move {
+            let rows = sql(
+                &client,
+                addr,
+                &format!("SELECT labels['instance'] AS instance, CAST(window_end AS BIGINT) AS t, saturation, usage, capacity FROM aggregates WHERE transform = 'node_cpu' AND {full} ORDER BY t"),
+            )
+            .await;
+            (!rows.is_empty()).then_some(rows)
+        }
+    })
+    .await;
+    let mut checked = 0;
+    for r in &rows {
+        let t = r["t"].as_i64().expect("t") as f64 / 1000.0;
+        let instance = r["instance"].as_str().expect("instance");
+        let ours = r["saturation"].as_f64().expect("saturation");
+        let theirs = prom_instant(
+            &client,
+            prom_port,
+            "1 - avg by (instance) (rate(node_cpu_seconds_total{mode=\"idle\"}[1m]))",
+            t,
+        )
+        .await;
+        let theirs = theirs
+            .iter()
+            .find(|x| x["metric"]["instance"] == instance)
+            .map(prom_value)
+            .expect("Prometheus has the instance");
+        assert!(
+            (ours - theirs).abs() <= 0.02 * theirs.abs().max(1e-9),
+            "CPU utilization at {t}: scalecast {ours}, Prometheus {theirs}"
+        );
+        checked += 1;
+    }
+    // Per-CPU user-mode rate (exercises the arithmetic even when the machine is saturated).
+    let full_rows = sql(
+        &client,
+        addr,
+        &format!("SELECT labels['cpu'] AS cpu, CAST(window_end AS BIGINT) AS t, rate FROM aggregates WHERE transform = 'user_rate' AND {full} AND rate IS NOT NULL ORDER BY t"),
+    )
+    .await;
+    for r in &full_rows {
+        let t = r["t"].as_i64().expect("t") as f64 / 1000.0;
+        let cpu = r["cpu"].as_str().expect("cpu");
+        let ours = r["rate"].as_f64().expect("rate");
+        let theirs = prom_instant(
+            &client,
+            prom_port,
+            "sum by (cpu) (rate(node_cpu_seconds_total{mode=\"user\"}[1m]))",
+            t,
+        )
+        .await;
+        let theirs = theirs
+            .iter()
+            .find(|x| x["metric"]["cpu"] == cpu)
+            .map(prom_value)
+            .expect("Prometheus has the cpu");
+        assert!(
+            (ours - theirs).abs() <= 0.02 * theirs.abs().max(1e-3),
+            "user rate of cpu {cpu} at {t}: scalecast {ours}, Prometheus {theirs}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "compared {checked} window values");
+    eprintln!("prometheus e2e: {checked} window values within 2% of Prometheus");
     prom.terminate();
     server.shutdown().await;
 }
