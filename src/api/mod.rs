@@ -45,6 +45,8 @@ pub struct AppState {
     pub query: QueryConfig,
     /// Bearer token, when auth is on.
     pub token: Option<String>,
+    /// The running pipeline (for `GET /api/v1/config`).
+    pub config: PipelineConfig,
 }
 
 impl AppState {
@@ -79,7 +81,10 @@ pub fn error_response(e: &Error) -> Response {
 
 /// Builds the router for a pipeline.
 pub fn router(state: Arc<AppState>, cfg: &PipelineConfig) -> Router {
-    let mut protected = Router::new().route("/api/v1/sql", post(sql_handler));
+    let mut protected = Router::new()
+        .route("/api/v1/sql", post(sql_handler))
+        .route("/api/v1/pause", post(pause_handler))
+        .route("/api/v1/config/validate", post(validate_handler));
     for (_, rw) in cfg.remote_write_sources() {
         let rw = Arc::new(rw.clone());
         let path = rw.path.clone();
@@ -96,6 +101,7 @@ pub fn router(state: Arc<AppState>, cfg: &PipelineConfig) -> Router {
         .route("/api/v1/targets", get(targets_handler))
         .route("/api/v1/targets/{name}/timeline", get(timeline_handler))
         .route("/api/v1/recommendations", get(recommendations_handler))
+        .route("/api/v1/config", get(config_handler))
         .route("/metrics", get(metrics_handler))
         .merge(protected)
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -199,6 +205,62 @@ async fn recommendations_handler(
         .map(|s| s.recommendations(p.target.as_deref(), limit))
         .unwrap_or_default();
     axum::Json(recs).into_response()
+}
+
+/// Body of `POST /api/v1/pause`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// `true` stops every actuator call (recommendations are still recorded).
+    pub paused: bool,
+}
+
+async fn pause_handler(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+    let req: PauseRequest = if body.is_empty() {
+        PauseRequest { paused: true }
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("body must be {{\"paused\": true|false}}: {e}"),
+                );
+            }
+        }
+    };
+    let Some(s) = scaling(&state) else {
+        return api_error(
+            StatusCode::CONFLICT,
+            "the pipeline has no scaling section: nothing to pause",
+        );
+    };
+    s.paused
+        .store(req.paused, std::sync::atomic::Ordering::SeqCst);
+    tracing::warn!(paused = req.paused, "global scaling pause switch changed");
+    axum::Json(serde_json::json!({ "paused": req.paused })).into_response()
+}
+
+async fn config_handler(State(state): State<Arc<AppState>>) -> Response {
+    let mut cfg = state.config.clone();
+    if let Some(a) = cfg.api.auth.as_mut()
+        && a.bearer_token.is_some()
+    {
+        a.bearer_token = Some("<redacted>".into());
+    }
+    axum::Json(cfg).into_response()
+}
+
+async fn validate_handler(body: axum::body::Bytes) -> Response {
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return api_error(StatusCode::BAD_REQUEST, "body must be UTF-8 YAML");
+    };
+    let result = PipelineConfig::load_str(text, std::path::Path::new("<request>"));
+    let errors: Vec<String> = match result {
+        Ok(_) => Vec::new(),
+        Err(errs) => errs.iter().map(|e| e.to_string()).collect(),
+    };
+    axum::Json(serde_json::json!({ "valid": errors.is_empty(), "errors": errors })).into_response()
 }
 
 /// Body of `POST /api/v1/sql`.

@@ -143,6 +143,7 @@ impl Server {
             metrics: metrics.clone(),
             query: cfg.query.clone(),
             token,
+            config: cfg.clone(),
         });
         let app = api::router(state.clone(), &cfg);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -176,7 +177,9 @@ impl Server {
         let mut sources = spawn_sources(&cfg, &store, &metrics, &source_stop);
         let recs_table = match &cfg.scaling {
             Some(policy) => {
-                let scaling = Arc::new(scaling::ScalingState::new(data_dir, policy.clone())?);
+                let scaling = Arc::new(
+                    scaling::ScalingState::new(data_dir, policy.clone())?.with_metrics(&metrics),
+                );
                 let recs = scaling.table().clone();
                 let aggs = table.clone();
                 let recs_for_catalog = recs.clone();

@@ -130,8 +130,77 @@ struct TargetState {
     status: Option<TargetStatus>,
 }
 
+/// Label set `{target, direction, result}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct OperationLabels {
+    /// Target name.
+    pub target: String,
+    /// `up`, `down` or `none`.
+    pub direction: String,
+    /// `recorded` (shadow), `executed`, `blocked`, `failed`.
+    pub result: String,
+}
+
+/// Label set `{target}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct TargetLabel {
+    /// Target name.
+    pub target: String,
+}
+
+type FloatGauge = prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// The scaling self-metrics (the seed framework's names).
+#[derive(Default, Clone)]
+pub struct ScalingMetrics {
+    /// `scalecast_scaling_operations_total{target,direction,result}`.
+    pub operations: prometheus_client::metrics::family::Family<
+        OperationLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    /// `scalecast_scaling_cost_dollars_per_hour{target}` (with the recommendation).
+    pub cost: prometheus_client::metrics::family::Family<TargetLabel, FloatGauge>,
+    /// `scalecast_scaling_savings_dollars_per_hour` (all targets: now − recommended).
+    pub savings: FloatGauge,
+    /// `scalecast_recommended_replicas{target}`.
+    pub recommended: prometheus_client::metrics::family::Family<
+        TargetLabel,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+}
+
+impl ScalingMetrics {
+    /// Creates and registers the metrics.
+    pub fn register(m: &crate::metrics::Metrics) -> Self {
+        let s = Self::default();
+        m.register(
+            "scalecast_scaling_operations",
+            "Scaling decisions by target, direction and result",
+            s.operations.clone(),
+        );
+        m.register(
+            "scalecast_scaling_cost_dollars_per_hour",
+            "Cost per hour of each target with its latest recommendation",
+            s.cost.clone(),
+        );
+        m.register(
+            "scalecast_scaling_savings_dollars_per_hour",
+            "Cost per hour saved by the latest recommendations, all targets",
+            s.savings.clone(),
+        );
+        m.register(
+            "scalecast_recommended_replicas",
+            "Latest recommended replicas per target",
+            s.recommended.clone(),
+        );
+        s
+    }
+}
+
 /// The loop's shared state, read by the API.
 pub struct ScalingState {
+    /// Self-metrics (set with [`ScalingState::with_metrics`]).
+    metrics: Option<ScalingMetrics>,
     /// Global kill switch: no actuator is called while it is on.
     pub paused: Arc<AtomicBool>,
     policy: PolicyFile,
@@ -198,12 +267,19 @@ impl ScalingState {
             targets.insert(t.name.clone(), TargetState::default());
         }
         Ok(Self {
+            metrics: None,
             paused: Arc::new(AtomicBool::new(false)),
             policy,
             targets: Mutex::new(targets),
             recent: Mutex::default(),
             table,
         })
+    }
+
+    /// Registers and updates the scaling self-metrics in `m`.
+    pub fn with_metrics(mut self, m: &crate::metrics::Metrics) -> Self {
+        self.metrics = Some(ScalingMetrics::register(m));
+        self
     }
 
     /// The recommendations table (for queries).
@@ -453,7 +529,37 @@ pub async fn evaluate(
             last_reason: Some(rec.reason.clone()),
         });
         drop(st);
+        if let Some(m) = &state.metrics {
+            let direction = serde_json::to_value(rec.direction)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_lowercase))
+                .unwrap_or_default();
+            m.operations
+                .get_or_create(&OperationLabels {
+                    target: t.name.clone(),
+                    direction,
+                    result: "recorded".into(),
+                })
+                .inc();
+            let label = TargetLabel {
+                target: t.name.clone(),
+            };
+            m.recommended
+                .get_or_create(&label)
+                .set(i64::from(rec.recommended_replicas));
+            if let Some(c) = rec.cost_per_hour_after {
+                m.cost.get_or_create(&label).set(c);
+            }
+        }
         made.push(rec);
+    }
+    if let Some(m) = &state.metrics {
+        let saved: f64 = state
+            .targets()
+            .iter()
+            .filter_map(|t| t.savings_per_hour)
+            .sum();
+        m.savings.set(saved);
     }
     if !made.is_empty() {
         {

@@ -109,6 +109,75 @@ async fn recommendations_reach_the_api_and_the_table() {
         .await
         .expect("404");
     assert_eq!(r.status(), 404);
+    // Scaling self-metrics.
+    let m = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        m.contains("scalecast_recommended_replicas{target=\"web\"} 9"),
+        "{m}"
+    );
+    assert!(
+        m.contains("scalecast_scaling_operations_total{target=\"web\""),
+        "{m}"
+    );
+    // Kill switch.
+    let r = client
+        .post(format!("http://{addr}/api/v1/pause"))
+        .json(&serde_json::json!({"paused": true}))
+        .send()
+        .await
+        .expect("pause");
+    assert_eq!(r.status(), 200);
+    let t: Vec<serde_json::Value> = client
+        .get(format!("http://{addr}/api/v1/targets"))
+        .send()
+        .await
+        .expect("t")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(t[0]["paused"], true);
+    let r = client
+        .post(format!("http://{addr}/api/v1/pause"))
+        .body("{\"pause\": 1}")
+        .send()
+        .await
+        .expect("bad pause");
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.expect("json error");
+    assert!(v["error"].as_str().is_some());
+    // Config, and validation of a candidate config.
+    let cfg: serde_json::Value = client
+        .get(format!("http://{addr}/api/v1/config"))
+        .send()
+        .await
+        .expect("cfg")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(cfg["scaling"]["targets"][0]["name"], "web");
+    let v: serde_json::Value = client
+        .post(format!("http://{addr}/api/v1/config/validate"))
+        .body("sources:\n  x:\n    type: remote_write\n    bogus: 1\n")
+        .send()
+        .await
+        .expect("validate")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["valid"], false);
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.starts_with("<request>:4:5:") && e.contains("bogus")),
+        "{v}"
+    );
     server.shutdown().await;
 }
 
