@@ -90,7 +90,10 @@ async fn asset(Path(path): Path<String>, headers: axum::http::HeaderMap) -> Resp
     {
         return (
             StatusCode::NOT_MODIFIED,
-            [(header::ETAG, tag), (header::CACHE_CONTROL, ASSET_CACHE.into())],
+            [
+                (header::ETAG, tag),
+                (header::CACHE_CONTROL, ASSET_CACHE.into()),
+            ],
         )
             .into_response();
     }
@@ -138,25 +141,42 @@ mod tests {
         let c = reqwest::Client::new();
         let r = c.get(format!("{base}/")).send().await.expect("page");
         assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-cache");
         let page = r.text().await.expect("utf-8");
         for a in ASSETS.iter().filter(|a| !a.path.ends_with("LICENSE")) {
-            assert!(page.contains(&format!("/assets/{}", a.path)), "page links {}", a.path);
+            assert!(
+                page.contains(&format!("/assets/{}", a.path)),
+                "page links {}",
+                a.path
+            );
         }
         assert!(
             !page.contains("http://") && !page.contains("https://"),
             "no external URL in the page"
         );
-        let r = c.get(format!("{base}/assets/app.js")).send().await.expect("js");
+        let r = c
+            .get(format!("{base}/assets/app.js"))
+            .send()
+            .await
+            .expect("js");
         assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
         assert!(!r.bytes().await.expect("body").is_empty());
         let url = format!("{base}/assets/vendor/uplot/uPlot.min.css");
         let r = c.get(&url).send().await.expect("css");
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
-        let tag = r.headers()[header::ETAG].to_str().expect("etag").to_string();
+        let tag = r.headers()[header::ETAG]
+            .to_str()
+            .expect("etag")
+            .to_string();
         let r = c
             .get(&url)
             .header(header::IF_NONE_MATCH, tag)
