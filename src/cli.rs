@@ -28,6 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a pipeline (the embedded default when no --config is given).
     Serve(ServeArgs),
+    /// The whole product on a shipped trace: replay → aggregates → forecasts →
+    /// recommendations → dashboard at http://127.0.0.1:9201/.
+    Demo(DemoArgs),
     /// Run a read-only SQL query over the stored history.
     Query(QueryArgs),
     /// Check pipeline files; print `file:line:column: reason` for each problem.
@@ -82,6 +85,20 @@ pub struct ServeArgs {
     /// to <data-dir>/api.addr); overrides `api.listen`.
     #[arg(long)]
     pub listen: Option<String>,
+}
+
+/// `scalecast demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Data directory (created; the demo trace is written into it).
+    #[arg(long, default_value = "demo-data")]
+    pub data_dir: PathBuf,
+    /// Listen address (the dashboard is at its root).
+    #[arg(long, default_value = "127.0.0.1:9201")]
+    pub listen: String,
+    /// Replay speed: trace seconds per wall-clock second.
+    #[arg(long)]
+    pub speed: Option<f64>,
 }
 
 /// `scalecast query`.
@@ -142,6 +159,7 @@ pub fn main() -> ExitCode {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => serve(a).await,
+        Command::Demo(a) => demo(a).await,
         Command::Query(a) => query_cmd(a).await,
         Command::Validate(a) => Ok(validate(&a.files)),
         Command::Backtest(a) => {
@@ -224,6 +242,36 @@ async fn serve(a: ServeArgs) -> Result<ExitCode> {
     );
     shutdown_signal().await;
     tracing::info!("shutting down: flushing to Parquet");
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(a: DemoArgs) -> Result<ExitCode> {
+    std::fs::create_dir_all(&a.data_dir).map_err(|e| Error::io(&a.data_dir, e))?;
+    let trace = a.data_dir.join("demo-trace-ec2_cpu_utilization_5f5533.csv");
+    std::fs::write(&trace, crate::config::DEMO_TRACE).map_err(|e| Error::io(&trace, e))?;
+    let trace = std::fs::canonicalize(&trace).map_err(|e| Error::io(&trace, e))?;
+    let mut yaml = crate::config::demo_pipeline(&trace);
+    if let Some(speed) = a.speed {
+        yaml = yaml.replace("speed: 60 ", &format!("speed: {speed} "));
+    }
+    let cfg = PipelineConfig::load_str(&yaml, Path::new("<demo pipeline>")).map_err(|errs| {
+        Error::Other(
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    let server = Server::start(cfg, &a.data_dir, Some(&a.listen)).await?;
+    eprintln!(
+        "scalecast demo: replaying a 14-day CloudWatch trace at {}x into {}\n  dashboard:       http://{addr}/\n  targets:         http://{addr}/api/v1/targets\n  SQL:             scalecast query --data-dir {} \"SELECT * FROM recommendations ORDER BY ts DESC LIMIT 5\"\nCtrl-C to stop.",
+        a.speed.unwrap_or(60.0),
+        a.data_dir.display(),
+        a.data_dir.display(),
+        addr = server.addr
+    );
+    shutdown_signal().await;
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

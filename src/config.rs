@@ -37,6 +37,24 @@ use crate::store::StorageConfig;
 /// The embedded default pipeline (`scalecast serve` without `--config`).
 pub const DEFAULT_PIPELINE: &str = include_str!("../pipelines/default.yaml");
 
+/// The `scalecast demo` pipeline; `{{TRACE}}` stands for the trace path.
+pub const DEMO_PIPELINE: &str = include_str!("../pipelines/demo.yaml");
+
+/// The trace `scalecast demo` replays (NAB `ec2_cpu_utilization_5f5533`, MIT).
+pub const DEMO_TRACE: &str =
+    include_str!("../datasets/nab/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv");
+
+/// The demo pipeline with its trace path filled in.
+pub fn demo_pipeline(trace: &Path) -> String {
+    // YAML double-quoted string: escape backslashes and quotes.
+    let p = trace
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    DEMO_PIPELINE.replace("{{TRACE}}", &p)
+}
+
 /// A whole pipeline file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -208,6 +226,8 @@ pub enum SourceConfig {
     Cloudwatch(crate::sources::cloudwatch::CloudwatchConfig),
     /// Kafka consumer (remote-write protobuf or JSON lines).
     Kafka(crate::sources::kafka::KafkaSourceConfig),
+    /// Replays a CSV/Parquet trace at a chosen speed, shifted to now.
+    Replay(crate::sources::replay::ReplayConfig),
 }
 
 impl PipelineConfig {
@@ -332,6 +352,13 @@ impl PipelineConfig {
                     }
                 }
                 SourceConfig::Cloudwatch(c) => {
+                    if let Err((field, reason)) = c.validate() {
+                        let mut path = vec!["sources", id.as_str()];
+                        path.extend(field.split('.'));
+                        err(&path, reason);
+                    }
+                }
+                SourceConfig::Replay(c) => {
                     if let Err((field, reason)) = c.validate() {
                         let mut path = vec!["sources", id.as_str()];
                         path.extend(field.split('.'));
@@ -589,12 +616,22 @@ mod tests {
     }
 
     #[test]
+    fn demo_pipeline_is_valid() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let trace = dir.path().join("trace.csv");
+        std::fs::write(&trace, DEMO_TRACE).expect("write");
+        let cfg = PipelineConfig::load_str(&demo_pipeline(&trace), Path::new("demo.yaml"))
+            .expect("valid");
+        assert!(cfg.scaling.is_some() && !cfg.transforms.is_empty());
+    }
+
+    #[test]
     fn shipped_pipelines_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
         let mut n = 0;
         for e in std::fs::read_dir(&dir).expect("pipelines/") {
             let p = e.expect("entry").path();
-            if p.extension().is_some_and(|x| x == "yaml") {
+            if p.extension().is_some_and(|x| x == "yaml") && !p.ends_with("demo.yaml") {
                 if let Err(errs) = PipelineConfig::load(&p) {
                     panic!("{}: {errs:?}", p.display());
                 }

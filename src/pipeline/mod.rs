@@ -62,6 +62,11 @@ fn spawn_sources(
                     tracing::error!(source = %id, error = %e, "cloudwatch source stopped");
                 }
             }),
+            SourceConfig::Replay(c) => tokio::spawn(async move {
+                if let Err(e) = crate::sources::replay::run(&id, c, store, metrics, rx).await {
+                    tracing::error!(source = %id, error = %e, "replay source stopped");
+                }
+            }),
             SourceConfig::Kafka(c) => tokio::spawn(async move {
                 if let Err(e) = crate::sources::kafka::run(c, store, metrics, rx).await {
                     tracing::error!(source = %id, error = %e, "kafka source stopped");

@@ -8,4 +8,5 @@ pub mod cloudwatch;
 pub mod kafka;
 pub mod prompb;
 pub mod remote_write;
+pub mod replay;
 pub mod scrape;
