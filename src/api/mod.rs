@@ -5,10 +5,13 @@
 //! | `POST /api/v1/write` | Prometheus remote write 1.0 ([`crate::sources::remote_write`]) | token |
 //! | `POST /api/v1/sql` | read-only SQL, JSON body `{"query": "..."}`, `?format=json\|csv` | token |
 //! | `GET /health` | 200 once the WAL is replayed, 503 before | none |
+//! | `GET /` | the dashboard ([`dashboard`]) | none (the page asks for the token) |
 //! | `GET /metrics` | self-metrics, Prometheus/OpenMetrics text | none |
 //!
 //! Every error is a JSON body `{"error": "<reason>"}` with a fitting status.
 //! `docs/api.md` is the reference.
+
+pub mod dashboard;
 
 use std::sync::{Arc, OnceLock};
 
@@ -104,6 +107,7 @@ pub fn router(state: Arc<AppState>, cfg: &PipelineConfig) -> Router {
         .route("/api/v1/config", get(config_handler))
         .route("/metrics", get(metrics_handler))
         .merge(protected)
+        .merge(dashboard::routes())
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
 }
