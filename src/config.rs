@@ -230,6 +230,19 @@ pub enum SourceConfig {
     Replay(crate::sources::replay::ReplayConfig),
 }
 
+impl SourceConfig {
+    /// The source's own field checks: `(dotted field path, reason)`.
+    pub fn validate_fields(&self) -> std::result::Result<(), (String, String)> {
+        match self {
+            SourceConfig::RemoteWrite(c) => c.validate(),
+            SourceConfig::Scrape(c) => c.validate(),
+            SourceConfig::Cloudwatch(c) => c.validate(),
+            SourceConfig::Kafka(c) => c.validate(),
+            SourceConfig::Replay(c) => c.validate(),
+        }
+    }
+}
+
 impl PipelineConfig {
     /// Parses YAML text; `file` is used in error messages only.
     pub fn parse(text: &str, file: &Path) -> Result<Self> {
@@ -332,46 +345,18 @@ impl PipelineConfig {
         }
         let mut paths: BTreeMap<&str, &str> = BTreeMap::new();
         for (id, source) in &self.sources {
-            match source {
-                SourceConfig::RemoteWrite(rw) => {
-                    if let Err((field, reason)) = rw.validate() {
-                        err(&["sources", id, &field], reason);
-                    }
-                    if let Some(other) = paths.insert(rw.path.as_str(), id.as_str()) {
-                        err(
-                            &["sources", id, "path"],
-                            format!("path {:?} is already served by source {other:?}", rw.path),
-                        );
-                    }
-                }
-                SourceConfig::Scrape(c) => {
-                    if let Err((field, reason)) = c.validate() {
-                        let mut path = vec!["sources", id.as_str()];
-                        path.extend(field.split('.'));
-                        err(&path, reason);
-                    }
-                }
-                SourceConfig::Cloudwatch(c) => {
-                    if let Err((field, reason)) = c.validate() {
-                        let mut path = vec!["sources", id.as_str()];
-                        path.extend(field.split('.'));
-                        err(&path, reason);
-                    }
-                }
-                SourceConfig::Replay(c) => {
-                    if let Err((field, reason)) = c.validate() {
-                        let mut path = vec!["sources", id.as_str()];
-                        path.extend(field.split('.'));
-                        err(&path, reason);
-                    }
-                }
-                SourceConfig::Kafka(c) => {
-                    if let Err((field, reason)) = c.validate() {
-                        let mut path = vec!["sources", id.as_str()];
-                        path.extend(field.split('.'));
-                        err(&path, reason);
-                    }
-                }
+            if let Err((field, reason)) = source.validate_fields() {
+                let mut path = vec!["sources", id.as_str()];
+                path.extend(field.split('.'));
+                err(&path, reason);
+            }
+            if let SourceConfig::RemoteWrite(rw) = source
+                && let Some(other) = paths.insert(rw.path.as_str(), id.as_str())
+            {
+                err(
+                    &["sources", id, "path"],
+                    format!("path {:?} is already served by source {other:?}", rw.path),
+                );
             }
         }
         if let Some(policy) = &self.scaling
