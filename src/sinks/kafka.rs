@@ -33,7 +33,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -62,30 +62,7 @@ fn default_delivery_timeout_secs() -> f64 {
     30.0
 }
 
-fn de_options<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<BTreeMap<String, String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Bool(bool),
-        Int(i64),
-        Float(f64),
-        Str(String),
-    }
-    let m = BTreeMap::<String, Scalar>::deserialize(d)?;
-    Ok(m.into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Scalar::Bool(b) => b.to_string(),
-                Scalar::Int(i) => i.to_string(),
-                Scalar::Float(f) => f.to_string(),
-                Scalar::Str(s) => s,
-            };
-            (k, v)
-        })
-        .collect())
-}
+use crate::sources::kafka::de_options;
 
 /// Properties the sink sets itself.
 const MANAGED: [(&str, &str); 4] = [

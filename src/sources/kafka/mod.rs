@@ -199,7 +199,7 @@ fn default_stats_interval_secs() -> f64 {
 }
 
 /// librdkafka property values in YAML may be strings, numbers or booleans.
-fn de_options<'de, D: Deserializer<'de>>(
+pub(crate) fn de_options<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]
