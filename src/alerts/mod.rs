@@ -518,6 +518,42 @@ fn message(
     }
 }
 
+/// Turns a rule query's result into `(key, value)` rows for [`AlertEngine::evaluate`]:
+/// the first column is the key (any type, cast to text), the second the value (cast to
+/// `Float64`). Rows with a null key or value are dropped (no value never meets a
+/// condition, so such a key resolves like a vanished one).
+pub fn rows_from_batches(
+    batches: &[arrow::array::RecordBatch],
+) -> Result<Vec<(String, f64)>, String> {
+    use arrow::array::{Array, Float64Array, StringArray};
+    use arrow::datatypes::DataType;
+    let mut out = Vec::new();
+    for b in batches {
+        if b.num_columns() < 2 {
+            return Err(format!(
+                "an alert query must return (key, value); got {} column(s)",
+                b.num_columns()
+            ));
+        }
+        let keys = arrow::compute::cast(b.column(0), &DataType::Utf8)
+            .map_err(|e| format!("key column: {e}"))?;
+        let vals = arrow::compute::cast(b.column(1), &DataType::Float64)
+            .map_err(|e| format!("value column: {e}"))?;
+        let (Some(keys), Some(vals)) = (
+            keys.as_any().downcast_ref::<StringArray>(),
+            vals.as_any().downcast_ref::<Float64Array>(),
+        ) else {
+            return Err("unexpected column types after cast".into());
+        };
+        for i in 0..b.num_rows() {
+            if keys.is_valid(i) && vals.is_valid(i) {
+                out.push((keys.value(i).to_string(), vals.value(i)));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Sends messages through the webhook sink (one event each).
 pub fn publish(
     sink: &crate::sinks::webhook::WebhookSink,
@@ -712,5 +748,89 @@ rules:
             sql.contains("transform = 'cpu_util'") && sql.contains("utilization"),
             "{sql}"
         );
+    }
+}
+
+#[cfg(test)]
+mod sql_tests {
+    use super::*;
+    use arrow::array::{
+        Float64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
+    };
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::prelude::SessionContext;
+    use std::sync::Arc;
+
+    /// The generated query runs on DataFusion over the `aggregates` columns it uses and
+    /// returns the newest window of every group of the transform.
+    #[tokio::test]
+    async fn aggregate_rule_sql_selects_the_newest_window_per_group() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("transform", DataType::Utf8, false),
+            Field::new("metric", DataType::Utf8, false),
+            Field::new(
+                "window_end",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("group_id", DataType::UInt64, false),
+            Field::new("utilization", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["cpu", "cpu", "cpu", "cpu", "mem"])),
+                Arc::new(StringArray::from(vec![
+                    "cpu", "cpu", "cpu", "cpu", "memory",
+                ])),
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![
+                        60_000, 60_000, 120_000, 120_000, 180_000,
+                    ])
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(UInt64Array::from(vec![1, 2, 1, 2, 1])),
+                Arc::new(Float64Array::from(vec![
+                    Some(0.5),
+                    Some(0.99),
+                    Some(0.95),
+                    None,
+                    Some(0.1),
+                ])),
+            ],
+        )
+        .expect("batch");
+        let ctx = SessionContext::new();
+        ctx.register_batch("aggregates", batch).expect("register");
+        let rule: AlertRule = serde_yaml::from_str(
+            "{name: hot, aggregate: {transform: cpu, column: utilization, metric: cpu}, op: '>', threshold: 0.9}",
+        )
+        .expect("rule");
+        let sql = rule.sql().expect("sql");
+        let batches = ctx
+            .sql(&sql)
+            .await
+            .expect("plans")
+            .collect()
+            .await
+            .expect("runs");
+        let rows = rows_from_batches(&batches).expect("(key, value) rows");
+        // Group 2's newest value is null: dropped.
+        assert_eq!(rows, vec![("1".to_string(), 0.95)]);
+        let mut e = AlertEngine::new(&AlertsConfig {
+            rules: vec![rule],
+            ..Default::default()
+        });
+        let m = e.evaluate("hot", chrono::Utc::now(), &rows);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].key, "1");
+        let one = ctx
+            .sql("SELECT 1 AS only")
+            .await
+            .expect("plans")
+            .collect()
+            .await
+            .expect("runs");
+        assert!(rows_from_batches(&one).is_err());
     }
 }
