@@ -7,6 +7,7 @@
 mod cloudwatch;
 mod common;
 mod crash;
+mod engine;
 mod http_api;
 mod kafka;
 mod prometheus_e2e;
