@@ -95,7 +95,7 @@
         "tr",
         { class: "clickable" + (t.name === state.selected ? " selected" : ""), tabindex: "0", "data-target": t.name,
           "aria-label": `Show target ${t.name} in the chart` },
-        el("th", { scope: "row" }, t.name, " ", el("span", { class: "muted" }, t.kind)),
+        el("th", { scope: "row" }, t.name, t.kind && t.kind !== "none" ? el("span", { class: "muted" }, " " + t.kind) : null),
         el("td", {}, modeBadge(t)),
         el("td", { class: "num current" }, fmtNum(t.current_replicas, 0)),
         el("td", { class: "num recommended" }, fmtNum(t.recommended_replicas, 0)),
