@@ -26,6 +26,7 @@ pub mod dry_run;
 pub mod k8s;
 pub mod safety;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -35,7 +36,7 @@ use std::sync::atomic::AtomicBool;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::recommend::policy::{TargetKind, TargetPolicy};
+use crate::recommend::policy::{Mode, TargetKind, TargetPolicy};
 
 pub use safety::SafeActuator;
 
@@ -337,6 +338,27 @@ pub async fn build(
     Ok(SafeActuator::new(backend, paused).with_history(cfg.history))
 }
 
+/// Builds the actuators of every target that may act (`mode: forecast_and_scale` and a
+/// kind other than `none`), keyed by target name; the other targets get none (dispatch
+/// never calls an actuator for them). The error names the target.
+pub async fn build_all(
+    targets: &[TargetPolicy],
+    cfg: &ActuatorConfig,
+    paused: Arc<AtomicBool>,
+) -> std::result::Result<BTreeMap<String, Arc<SafeActuator>>, (String, ActuatorError)> {
+    let mut out = BTreeMap::new();
+    for t in targets {
+        if t.mode != Mode::ForecastAndScale || t.kind == TargetKind::None {
+            continue;
+        }
+        let a = build(t, cfg, paused.clone())
+            .await
+            .map_err(|e| (t.name.clone(), e))?;
+        out.insert(t.name.clone(), Arc::new(a));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,7 +413,33 @@ mod tests {
             },
             ..Default::default()
         };
-        let a = build(&t, &cfg, paused).await.expect("aws client");
+        let a = build(&t, &cfg, paused.clone()).await.expect("aws client");
         assert_eq!(a.backend_name(), "aws_asg");
+
+        // build_all: only targets that may act get an actuator; errors name the target.
+        let mut acting = t.clone();
+        acting.mode = Mode::ForecastAndScale;
+        let shadow = TargetPolicy::example("shadow", 1.0, 1, 10);
+        let all = build_all(&[acting.clone(), shadow], &cfg, paused.clone())
+            .await
+            .expect("builds");
+        assert_eq!(all.keys().collect::<Vec<_>>(), vec!["web"]);
+        let mut k8s = TargetPolicy::example("k", 1.0, 1, 10);
+        k8s.kind = TargetKind::K8sDeployment;
+        k8s.mode = Mode::ForecastAndScale;
+        let bad = ActuatorConfig {
+            kubernetes: K8sActuatorConfig {
+                kubeconfig: Some("/nonexistent/kubeconfig".into()),
+                ..Default::default()
+            },
+            ..cfg
+        };
+        match build_all(&[acting, k8s], &bad, paused).await {
+            Err((name, e)) => {
+                assert_eq!(name, "k");
+                assert!(e.to_string().contains("/nonexistent/kubeconfig"), "{e}");
+            }
+            Ok(_) => panic!("a missing kubeconfig must fail"),
+        }
     }
 }
