@@ -82,6 +82,9 @@ pub struct PipelineConfig {
     /// `docs/recommend.md`); their decisions go to the `recommendations` table.
     #[serde(default)]
     pub scaling: Option<crate::recommend::PolicyFile>,
+    /// Live forecasts by series name; rows go to the `forecasts` table.
+    #[serde(default)]
+    pub forecasts: BTreeMap<String, crate::pipeline::forecasts::ForecastSeriesConfig>,
 }
 
 /// A transform entry: `inputs` plus a body tagged by `type`.
@@ -368,6 +371,11 @@ impl PipelineConfig {
                 let mut path = vec!["scaling"];
                 path.extend(field.split('.').filter(|p| !p.is_empty()));
                 err(&path, issue.reason);
+            }
+        }
+        for (name, f) in &self.forecasts {
+            if let Err((field, reason)) = f.validate() {
+                err(&["forecasts", name, &field], reason);
             }
         }
         let mut transform_issues = false;

@@ -36,10 +36,8 @@ use crate::store::table::DerivedTable;
 pub struct AppState {
     /// Set once the WAL has been replayed.
     pub store: OnceLock<Arc<Store>>,
-    /// The `aggregates_log` table (set with the store).
-    pub aggregates: OnceLock<Arc<DerivedTable>>,
-    /// The `recommendations` table (set with the store).
-    pub recommendations: OnceLock<Arc<DerivedTable>>,
+    /// The derived tables (`aggregates_log`, `recommendations`, `forecasts`), set with the store.
+    pub derived: OnceLock<Vec<Arc<DerivedTable>>>,
     /// The scaling loop, when the pipeline has a `scaling:` section.
     pub scaling: OnceLock<Arc<crate::pipeline::scaling::ScalingState>>,
     /// Self-metrics.
@@ -311,15 +309,16 @@ async fn sql_handler(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let (Some(aggregates), Some(recs)) = (state.aggregates.get(), state.recommendations.get())
-    else {
+    let Some(derived) = state.derived.get() else {
         return api_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "starting: replaying the write-ahead log",
         );
     };
-    let (tables, views) =
-        crate::pipeline::catalog(store.snapshot(), aggregates.source(), recs.source());
+    let (tables, views) = crate::pipeline::catalog(
+        store.snapshot(),
+        derived.iter().map(|t| t.source()).collect(),
+    );
     let result = match query::run_sql_metered(
         tables,
         &views,

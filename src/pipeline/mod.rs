@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod aggregates;
+pub mod forecasts;
 pub mod scaling;
 
 use crate::api::{self, AppState};
@@ -78,36 +79,42 @@ fn spawn_sources(
     tasks
 }
 
-/// Every SQL table and view of a data directory, for one query.
+/// Every SQL table and view of a data directory, for one query: `samples`,
+/// the derived tables and the `aggregates` view.
 pub fn catalog(
     samples: Snapshot,
-    aggregates_log: TableSource,
-    recommendations: TableSource,
+    derived: Vec<TableSource>,
 ) -> (Vec<TableSource>, Vec<(String, String)>) {
-    (
-        vec![
-            TableSource::samples(samples),
-            aggregates_log,
-            recommendations,
-        ],
-        vec![aggregates::view()],
-    )
+    let mut tables = vec![TableSource::samples(samples)];
+    tables.extend(derived);
+    (tables, vec![aggregates::view()])
+}
+
+/// The derived tables: (name, schema, rows buffered before a flush).
+fn derived_tables() -> [(&'static str, arrow::datatypes::SchemaRef, usize); 3] {
+    [
+        (
+            aggregates::AGGREGATES_LOG,
+            aggregates::storage_schema(),
+            50_000,
+        ),
+        (
+            scaling::RECOMMENDATIONS,
+            crate::recommend::recommendations_schema(),
+            1_000,
+        ),
+        (forecasts::FORECASTS, forecasts::schema(), 100_000),
+    ]
 }
 
 /// The same, read from a data directory without opening it for writing.
 pub fn read_only_catalog(data_dir: &Path) -> Result<(Vec<TableSource>, Vec<(String, String)>)> {
     let snapshot = Store::read_only_snapshot(data_dir)?;
-    let log = DerivedTable::read_only_source(
-        data_dir,
-        aggregates::AGGREGATES_LOG,
-        aggregates::storage_schema(),
-    );
-    let recs = DerivedTable::read_only_source(
-        data_dir,
-        scaling::RECOMMENDATIONS,
-        crate::recommend::recommendations_schema(),
-    );
-    Ok(catalog(snapshot, log, recs))
+    let derived = derived_tables()
+        .into_iter()
+        .map(|(name, schema, _)| DerivedTable::read_only_source(data_dir, name, schema))
+        .collect();
+    Ok(catalog(snapshot, derived))
 }
 
 /// Name of the file in the data directory that holds the bound API address.
@@ -142,8 +149,7 @@ impl Server {
 
         let state = Arc::new(AppState {
             store: OnceLock::new(),
-            aggregates: OnceLock::new(),
-            recommendations: OnceLock::new(),
+            derived: OnceLock::new(),
             scaling: OnceLock::new(),
             metrics: metrics.clone(),
             query: cfg.query.clone(),
@@ -171,47 +177,56 @@ impl Server {
             .await
             .map_err(|e| Error::Other(format!("store open task failed: {e}")))??;
         let store = Arc::new(store);
-        let table = Arc::new(DerivedTable::open(
-            data_dir,
-            aggregates::AGGREGATES_LOG,
-            aggregates::storage_schema(),
-            50_000,
-        )?);
-        let engine = aggregates::start(&cfg, &store, table.clone()).await?;
+        let mut derived = Vec::new();
+        for (name, schema, flush_rows) in derived_tables() {
+            derived.push(Arc::new(DerivedTable::open(
+                data_dir, name, schema, flush_rows,
+            )?));
+        }
+        let (aggs, recs, fcs) = (derived[0].clone(), derived[1].clone(), derived[2].clone());
+        let engine = aggregates::start(&cfg, &store, aggs).await?;
         let (source_stop, _) = tokio::sync::watch::channel(false);
         let mut sources = spawn_sources(&cfg, &store, &metrics, &source_stop);
-        let recs_table = match &cfg.scaling {
-            Some(policy) => {
-                let scaling = Arc::new(
-                    scaling::ScalingState::new(data_dir, policy.clone())?.with_metrics(&metrics),
-                );
-                let recs = scaling.table().clone();
-                let aggs = table.clone();
-                let recs_for_catalog = recs.clone();
-                let catalog_fn: Arc<
-                    dyn Fn(&Store) -> (Vec<TableSource>, Vec<(String, String)>) + Send + Sync,
-                > = Arc::new(move |st: &Store| {
-                    catalog(st.snapshot(), aggs.source(), recs_for_catalog.source())
-                });
-                let (st2, store2, rx) = (scaling.clone(), store.clone(), source_stop.subscribe());
-                sources.push(tokio::spawn(async move {
-                    if let Err(e) = scaling::run(st2, store2, catalog_fn, rx).await {
-                        tracing::error!(error = %e, "scaling loop stopped");
-                    }
-                }));
-                let _ = state.scaling.set(scaling);
-                recs
-            }
-            None => Arc::new(DerivedTable::open(
-                data_dir,
-                scaling::RECOMMENDATIONS,
-                crate::recommend::recommendations_schema(),
-                1_000,
-            )?),
-        };
-        let _ = state.recommendations.set(recs_table);
+        let for_catalog = derived.clone();
+        let catalog_fn: Arc<
+            dyn Fn(&Store) -> (Vec<TableSource>, Vec<(String, String)>) + Send + Sync,
+        > = Arc::new(move |st: &Store| {
+            catalog(
+                st.snapshot(),
+                for_catalog.iter().map(|t| t.source()).collect(),
+            )
+        });
+        if let Some(policy) = &cfg.scaling {
+            let scaling =
+                Arc::new(scaling::ScalingState::new(policy.clone(), recs)?.with_metrics(&metrics));
+            let (st2, store2, cat, rx) = (
+                scaling.clone(),
+                store.clone(),
+                catalog_fn.clone(),
+                source_stop.subscribe(),
+            );
+            sources.push(tokio::spawn(async move {
+                if let Err(e) = scaling::run(st2, store2, cat, rx).await {
+                    tracing::error!(error = %e, "scaling loop stopped");
+                }
+            }));
+            let _ = state.scaling.set(scaling);
+        }
+        if !cfg.forecasts.is_empty() {
+            let (series, store2, cat, rx) = (
+                cfg.forecasts.clone(),
+                store.clone(),
+                catalog_fn.clone(),
+                source_stop.subscribe(),
+            );
+            sources.push(tokio::spawn(async move {
+                if let Err(e) = forecasts::run(series, store2, cat, fcs, rx).await {
+                    tracing::error!(error = %e, "forecast stage stopped");
+                }
+            }));
+        }
         // Set exactly once, here.
-        let _ = state.aggregates.set(table);
+        let _ = state.derived.set(derived);
         let _ = state.store.set(store);
         metrics.ready.set(1);
         tracing::info!(%addr, "ready");
@@ -245,6 +260,16 @@ impl Server {
         // The store closed its subscriptions: the engine drains and flushes.
         if let Some(engine) = self.engine.take() {
             let _ = tokio::task::spawn_blocking(move || engine.join()).await;
+        }
+        if let Some(derived) = self.state.derived.get().cloned() {
+            let _ = tokio::task::spawn_blocking(move || {
+                for t in derived {
+                    if let Err(e) = t.flush() {
+                        tracing::error!(table = t.name(), error = %e, "cannot flush at shutdown");
+                    }
+                }
+            })
+            .await;
         }
         tracing::info!("stopped");
     }

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::query::{self, QueryConfig, TableSource};
 use crate::recommend::policy::{Mode, PolicyFile, TargetPolicy};
-use crate::recommend::{Fleet, Recommendation, recommendations_schema, records_to_batch};
+use crate::recommend::{Fleet, Recommendation, records_to_batch};
 use crate::store::Store;
 use crate::store::table::DerivedTable;
 
@@ -254,14 +254,8 @@ fn kind_str(t: &TargetPolicy) -> String {
 }
 
 impl ScalingState {
-    /// Creates the state (and opens the recommendations table) for `policy`.
-    pub fn new(data_dir: &std::path::Path, policy: PolicyFile) -> Result<Self> {
-        let table = Arc::new(DerivedTable::open(
-            data_dir,
-            RECOMMENDATIONS,
-            recommendations_schema(),
-            1_000,
-        )?);
+    /// Creates the state for `policy`, recording into `table` (`recommendations`).
+    pub fn new(policy: PolicyFile, table: Arc<DerivedTable>) -> Result<Self> {
         let mut targets = BTreeMap::new();
         for t in &policy.targets {
             targets.insert(t.name.clone(), TargetState::default());

@@ -200,7 +200,16 @@ async fn decisions_follow_data_within_one_interval() {
         "evaluation_interval_secs: 60",
     ))
     .expect("policy");
-    let state = ScalingState::new(dir.path(), policy.clone()).expect("state");
+    let table = Arc::new(
+        scalecast::store::table::DerivedTable::open(
+            dir.path(),
+            "recommendations",
+            scalecast::recommend::recommendations_schema(),
+            1_000,
+        )
+        .expect("table"),
+    );
+    let state = ScalingState::new(policy.clone(), table).expect("state");
     let mut fleet = Fleet::new(&policy, "test").expect("fleet");
     let catalog = |s: &Store| {
         (
