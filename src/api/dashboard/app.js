@@ -336,7 +336,10 @@
     const cols = [];
     for (const r of rows) for (const k of Object.keys(r)) if (!cols.includes(k)) cols.push(k);
     table.tHead.replaceChildren(el("tr", {}, ...cols.map((c) => el("th", { scope: "col" }, c))));
-    const cell = (v) => (v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
+    const cell = (v) =>
+      v === null || v === undefined ? "" :
+      typeof v === "number" ? (Number.isInteger(v) ? String(v) : String(+v.toPrecision(8))) :
+      typeof v === "object" ? JSON.stringify(v) : String(v);
     table.tBodies[0].replaceChildren(
       ...rows.slice(0, 1000).map((r) =>
         el("tr", {}, ...cols.map((c) => el("td", { class: typeof r[c] === "number" ? "num" : null }, cell(r[c])))))
@@ -347,14 +350,21 @@
     const numCol = cols.find((c) => c !== timeCol && rows.length && rows.every((r) => r[c] === null || typeof r[c] === "number") && rows.some((r) => typeof r[c] === "number"));
     if (state.sqlChart) { state.sqlChart.destroy(); state.sqlChart = null; }
     if (!timeCol || !numCol) { div.hidden = true; div.dataset.series = "0"; return; }
-    // One line per value of the first text column (e.g. name), up to 8.
+    // One line per value of the first text column (e.g. name), up to 8; without
+    // one, one line per numeric column.
     const keyCol = cols.find((c) => c !== timeCol && c !== numCol && rows.every((r) => typeof r[c] === "string"));
+    const numCols = keyCol
+      ? [numCol]
+      : cols.filter((c) => c !== timeCol && rows.every((r) => r[c] === null || typeof r[c] === "number") && rows.some((r) => typeof r[c] === "number")).slice(0, 8);
     const groups = new Map();
     for (const r of rows) {
-      const k = keyCol ? r[keyCol] : numCol;
-      if (!groups.has(k)) { if (groups.size >= 8) continue; groups.set(k, new Map()); }
       const t = asTime(r[timeCol]);
-      if (t !== null && typeof r[numCol] === "number") groups.get(k).set(t, r[numCol]);
+      if (t === null) continue;
+      for (const nc of numCols) {
+        const k = keyCol ? r[keyCol] : nc;
+        if (!groups.has(k)) { if (groups.size >= 8) continue; groups.set(k, new Map()); }
+        if (typeof r[nc] === "number") groups.get(k).set(t, r[nc]);
+      }
     }
     const xs = Array.from(new Set(Array.from(groups.values()).flatMap((g) => Array.from(g.keys())))).sort((a, b) => a - b);
     const palette = ["#1f6feb", "#c62828", "#1a7f37", "#9a6700", "#8250df", "#0a7ea4", "#bf3989", "#57606a"];
@@ -367,7 +377,7 @@
     }
     div.hidden = false;
     div.dataset.series = String(groups.size);
-    div.setAttribute("aria-label", `Chart of ${numCol} over ${timeCol}` + (keyCol ? ` by ${keyCol}` : ""));
+    div.setAttribute("aria-label", `Chart of ${numCols.join(", ")} over ${timeCol}` + (keyCol ? ` by ${keyCol}` : ""));
     state.sqlChart = new uPlot({ width: chartWidth(div), height: 220, scales: { x: { time: true } }, series }, data, div);
   }
   async function runSql() {
