@@ -732,15 +732,21 @@ impl WebhookSink {
             shared: _,
             queues,
             stop,
-            mut workers,
+            workers,
         } = self;
         drop(queues);
-        let all = futures::future::join_all(workers.iter_mut());
-        if tokio::time::timeout(grace, all).await.is_err() {
-            let _ = stop.send(true);
-            for w in workers {
-                let _ = w.await;
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut stopped = false;
+        for mut w in workers {
+            if !stopped {
+                // Polling `&mut w` leaves the handle usable if it does not finish in time.
+                if tokio::time::timeout_at(deadline, &mut w).await.is_ok() {
+                    continue;
+                }
+                let _ = stop.send(true);
+                stopped = true;
             }
+            let _ = w.await;
         }
     }
 }

@@ -377,3 +377,44 @@ async fn alerts_fire_and_resolve_through_webhooks() {
     sink.shutdown(Duration::from_secs(5)).await;
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_receiver_does_not_hold_up_a_live_one() {
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let r = Arc::new(Receiver::default());
+    let (up, server) = start_receiver(r.clone(), "127.0.0.1:0").await;
+    let dead = tempfile::tempdir().expect("tmp");
+    let mut cfg = config(format!("http://{down}/hook"), dead.path());
+    cfg.urls.push(format!("http://{up}/hook"));
+    // The dead URL keeps retrying for a long time; the live one must not wait for it.
+    cfg.max_attempts = 1000;
+    cfg.initial_backoff_secs = 5.0;
+    cfg.max_backoff_secs = 30.0;
+    let sink = WebhookSink::start(&cfg).expect("sink");
+    for i in 0..3 {
+        sink.send(&WebhookEvent::recommendation(&recommendation(
+            "api",
+            i,
+            2 + i,
+        )))
+        .expect("queued");
+    }
+    eventually("three deliveries to the live receiver", || {
+        r.processed.lock().map(|p| p.len()).unwrap_or(0) == 3
+    })
+    .await;
+    assert_eq!(sink.stats().delivered.load(Ordering::SeqCst), 3);
+    // At shutdown the dead URL's three deliveries go to disk, for that URL only.
+    sink.shutdown(Duration::from_millis(100)).await;
+    let letters = dead_letters(dead.path());
+    assert_eq!(letters.len(), 3);
+    assert!(
+        letters
+            .iter()
+            .all(|d| d.url == format!("http://{down}/hook"))
+    );
+    server.abort();
+}
