@@ -475,3 +475,96 @@ async fn dashboard_in_headless_chromium() {
     drop(driver);
     server.shutdown().await;
 }
+
+/// With `api.auth` on, the page asks for the token at once, keeps it in
+/// `sessionStorage` and sends it: a query typed into the SQL box then runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_asks_for_the_token() {
+    if let Err(why) = common::ensure_apt("chromium", &["chromium"])
+        .and_then(|_| common::ensure_apt("chromedriver", &["chromium-driver"]))
+    {
+        println!("SKIPPED dashboard_asks_for_the_token: {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let token = "dashboard-test-token-7f3a";
+    let yaml = format!(
+        "api:\n  listen: 127.0.0.1:0\n  auth:\n    bearer_token: {token}\nsources:\n  prometheus:\n    type: remote_write\n"
+    );
+    let server = common::start_server(&tmp.path().join("data"), Some(&yaml)).await;
+    let base = format!("http://{}", server.addr);
+    let now = chrono::Utc::now().timestamp_millis();
+    let samples: Vec<_> = (0..7)
+        .map(|i| common::sample("auth_probe", &[("job", "t")], now - i * 1000, i as f64))
+        .collect();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/write"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .header("Authorization", format!("Bearer {token}"))
+        .body(common::body(&samples))
+        .send()
+        .await
+        .expect("write");
+    assert!(r.status().is_success(), "write: {}", r.status());
+
+    let driver = Driver::start(&tmp.path().join("chromedriver.log")).await;
+    let session = Session::new(&driver, &tmp.path().join("profile")).await;
+    session.goto(&format!("{base}/")).await;
+    session
+        .wait_js(
+            "the token form",
+            Duration::from_secs(20),
+            "return !document.getElementById('auth').hidden",
+        )
+        .await;
+    let field = session.element("#token").await;
+    session
+        .post(&format!("/element/{field}/value"), json!({ "text": token }))
+        .await;
+    let submit = session.element("#auth button[type=submit]").await;
+    session
+        .post(&format!("/element/{submit}/click"), json!({}))
+        .await;
+    let kept = session
+        .js(
+            "return [sessionStorage.getItem('scalecast_token'), document.getElementById('auth').hidden]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(kept, json!([token, true]));
+
+    let q = session.element("#sql-query").await;
+    session
+        .post(&format!("/element/{q}/clear"), json!({}))
+        .await;
+    session
+        .post(
+            &format!("/element/{q}/value"),
+            json!({"text": "SELECT count(*) AS n FROM samples WHERE name = 'auth_probe'"}),
+        )
+        .await;
+    let run = session.element("#sql-run").await;
+    session
+        .post(&format!("/element/{run}/click"), json!({}))
+        .await;
+    let n = session
+        .wait_js(
+            "the SQL result with the token",
+            Duration::from_secs(20),
+            "const s = document.getElementById('sql-status');
+             if (s.classList.contains('error')) return 'error: ' + s.textContent;
+             const td = document.querySelector('#sql-result tbody td');
+             return td ? td.textContent : null;",
+        )
+        .await;
+    assert_eq!(n, json!("7"));
+
+    let log = session.browser_log().await;
+    let errors: Vec<&Value> = log.iter().filter(|e| e["level"] == "SEVERE").collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    session.close().await;
+    drop(driver);
+    server.shutdown().await;
+}

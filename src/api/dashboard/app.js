@@ -437,6 +437,21 @@
       if (c) c.setSize({ width: chartWidth($(id)), height: h });
     }
   });
+  // Ask for the token up front when the server has auth on (GET /api/v1/config
+  // needs no token and shows whether `api.auth` is set), instead of waiting for a 401.
+  async function checkAuth() {
+    if (sessionStorage.getItem(TOKEN_KEY)) return;
+    try {
+      const cfg = await apiJson("/api/v1/config");
+      if (cfg && cfg.api && cfg.api.auth) {
+        $("auth").hidden = false;
+        $("token").focus();
+      }
+    } catch (_) {
+      // Older servers without /api/v1/config: the first 401 shows the form.
+    }
+  }
+  checkAuth();
   refresh();
   schedule();
 })();
