@@ -618,17 +618,26 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// What every write of one replay source needs.
+struct Writer<'a> {
+    id: &'a str,
+    cfg: &'a ReplayConfig,
+    clock: &'a Clock,
+    store: &'a Store,
+    metrics: &'a Metrics,
+    rm: &'a ReplayMetrics,
+}
+
 /// Writes `points` (trace time, value) as samples; false when stopping.
-async fn write(
-    id: &str,
-    cfg: &ReplayConfig,
-    clock: &Clock,
-    points: &[(i64, f64)],
-    store: &Store,
-    metrics: &Metrics,
-    rm: &ReplayMetrics,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
+async fn write(w: &Writer<'_>, points: &[(i64, f64)], stop: &mut watch::Receiver<bool>) -> bool {
+    let Writer {
+        id,
+        cfg,
+        clock,
+        store,
+        metrics,
+        rm,
+    } = *w;
     if points.is_empty() {
         return true;
     }
@@ -713,6 +722,14 @@ pub async fn run(
         "replay started"
     );
     let mut cursor = Cursor::new(trace, cfg.loop_);
+    let w = Writer {
+        id,
+        cfg: &cfg,
+        clock: &clock,
+        store: &store,
+        metrics: &metrics,
+        rm: &rm,
+    };
     let mut passes = 0i64;
     // Prefill: everything before the anchor, at once.
     loop {
@@ -723,18 +740,7 @@ pub async fn run(
         if chunk.is_empty() {
             break;
         }
-        if !write(
-            id,
-            &cfg,
-            &clock,
-            &chunk,
-            &store,
-            &metrics,
-            &rm,
-            &mut shutdown,
-        )
-        .await
-        {
+        if !write(&w, &chunk, &mut shutdown).await {
             return Ok(());
         }
     }
@@ -746,18 +752,7 @@ pub async fn run(
             if chunk.is_empty() {
                 break;
             }
-            if !write(
-                id,
-                &cfg,
-                &clock,
-                &chunk,
-                &store,
-                &metrics,
-                &rm,
-                &mut shutdown,
-            )
-            .await
-            {
+            if !write(&w, &chunk, &mut shutdown).await {
                 return Ok(());
             }
         }
