@@ -162,6 +162,39 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(a) => demo(a).await,
         Command::Query(a) => query_cmd(a).await,
         Command::Validate(a) => Ok(validate(&a.files)),
+        Command::Backtest(a) if a.sql.is_some() => {
+            let sql = a.sql.clone().unwrap_or_default();
+            let mut series = Vec::new();
+            for (name, ts, vs) in sql_series(&a.data_dir, &sql).await? {
+                let step = a.step_seconds.map(|s| s * 1000);
+                series.push((name, crate::forecast::resample(&ts, &vs, step)?));
+            }
+            tokio::task::spawn_blocking(move || {
+                crate::forecast::backtest::run_with_series(&a, series)
+            })
+            .await
+            .map_err(|e| Error::Other(format!("backtest task failed: {e}")))??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate(a) if a.sql.is_some() => {
+            let sql = a.sql.clone().unwrap_or_default();
+            let mut all = sql_series(&a.data_dir, &sql).await?;
+            if all.len() != 1 {
+                return Err(Error::Other(format!(
+                    "--sql must return one series (ts, value) for simulate; got {}",
+                    all.len()
+                )));
+            }
+            let (name, ts, vs) = all.remove(0);
+            let step = a.step_secs.map(|s| s as i64 * 1000);
+            let trace = crate::recommend::simulate::Trace::from_points(&name, &ts, &vs, step)?;
+            tokio::task::spawn_blocking(move || {
+                crate::recommend::simulate::run_with_trace(&a, trace)
+            })
+            .await
+            .map_err(|e| Error::Other(format!("simulate task failed: {e}")))??;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Backtest(a) => {
             tokio::task::spawn_blocking(move || crate::forecast::backtest::run(&a))
                 .await
@@ -274,6 +307,63 @@ async fn demo(a: DemoArgs) -> Result<ExitCode> {
     shutdown_signal().await;
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `sql` over a data directory (read-only) and returns one `(name, ts_ms,
+/// values)` per distinct `series` column value (one unnamed series without it).
+async fn sql_series(data_dir: &Path, sql: &str) -> Result<Vec<(String, Vec<i64>, Vec<f64>)>> {
+    use arrow::array::{Array, Float64Array, Int64Array, StringArray};
+    let dir = data_dir.to_path_buf();
+    let (tables, views) =
+        tokio::task::spawn_blocking(move || crate::pipeline::read_only_catalog(&dir))
+            .await
+            .map_err(|e| Error::Other(format!("snapshot task failed: {e}")))??;
+    let probe = query::run_sql_with_views(
+        tables.clone(),
+        &views,
+        &format!("SELECT * FROM ({sql}) AS q LIMIT 0"),
+        &QueryConfig::default(),
+    )
+    .await?;
+    let has_series = probe.schema.field_with_name("series").is_ok();
+    let series_col = if has_series {
+        "CAST(series AS VARCHAR)"
+    } else {
+        "'sql'"
+    };
+    let wrapped = format!(
+        "SELECT {series_col} AS s, CAST(ts AS BIGINT) AS t, CAST(value AS DOUBLE) AS v FROM ({sql}) AS q ORDER BY 1, 2"
+    );
+    let r = query::run_sql_with_views(tables, &views, &wrapped, &QueryConfig::default()).await?;
+    let mut out: Vec<(String, Vec<i64>, Vec<f64>)> = Vec::new();
+    for b in &r.batches {
+        let (Some(s), Some(t), Some(v)) = (
+            b.column(0).as_any().downcast_ref::<StringArray>(),
+            b.column(1).as_any().downcast_ref::<Int64Array>(),
+            b.column(2).as_any().downcast_ref::<Float64Array>(),
+        ) else {
+            return Err(Error::Other(
+                "the query must return ts (timestamp) and value (number)".into(),
+            ));
+        };
+        for i in 0..b.num_rows() {
+            if t.is_null(i) || v.is_null(i) {
+                continue;
+            }
+            let name = s.value(i);
+            if out.last().is_none_or(|(n, _, _)| n != name) {
+                out.push((name.to_string(), Vec::new(), Vec::new()));
+            }
+            if let Some(last) = out.last_mut() {
+                last.1.push(t.value(i));
+                last.2.push(v.value(i));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Other(format!("the query returned no rows: {sql}")));
+    }
+    Ok(out)
 }
 
 async fn query_cmd(a: QueryArgs) -> Result<ExitCode> {

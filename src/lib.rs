@@ -21,7 +21,9 @@
 //! | [`cli`] | the command line; `main.rs` only calls [`cli::main`] |
 //! | [`config`] | pipeline YAML: parsing, strict validation with `file:line:column` errors |
 //! | [`pipeline`] | config → running server (API + store), graceful shutdown |
-//! | [`api`] | HTTP endpoints (axum) |
+//! | [`api`] | HTTP endpoints (axum) and the dashboard |
+//! | [`actuators`] | execute decisions safely: dry-run, AWS Auto Scaling, Kubernetes `/scale` |
+//! | [`alerts`] | threshold alerts on aggregates and on failed/blocked scaling operations |
 //! | [`sources`] | inputs: remote write, scraper, CloudWatch, Kafka |
 //! | [`sinks`] | outputs other than storage: the Kafka publisher |
 //! | [`schema`] | the one Arrow schema every source produces |
@@ -38,6 +40,8 @@
 
 #![warn(missing_docs)]
 
+pub mod actuators;
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -41,8 +41,15 @@ use crate::forecast::{MODEL_NAMES, Model, ModelConfig, Series, model_by_name};
 #[derive(Debug, Clone, clap::Args)]
 pub struct BacktestArgs {
     /// CSV files, directories (all `*.csv` inside) or globs (`*`/`?` in the file name).
-    #[arg(required = true, value_name = "CSV")]
+    #[arg(required_unless_present = "sql", value_name = "CSV")]
     pub inputs: Vec<String>,
+    /// Instead of CSV files: a read-only SQL query over the stored history returning `ts`,
+    /// `value` and optionally `series` (one backtest per distinct `series`).
+    #[arg(long, value_name = "QUERY")]
+    pub sql: Option<String>,
+    /// Data directory the `--sql` query reads.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
     /// Longest forecast horizon in steps; MASE/coverage are reported at h=1 and h=HORIZON.
     #[arg(long, default_value_t = 12)]
     pub horizon: usize,
@@ -90,6 +97,8 @@ impl BacktestArgs {
     pub fn with_inputs(inputs: Vec<String>) -> Self {
         BacktestArgs {
             inputs,
+            sql: None,
+            data_dir: PathBuf::from("data"),
             horizon: 12,
             models: MODEL_NAMES.iter().map(|s| s.to_string()).collect(),
             test_fraction: 0.2,
@@ -869,6 +878,14 @@ pub fn run(args: &BacktestArgs) -> Result<BacktestReport> {
             args.step_seconds,
         )?);
     }
+    run_with_series(args, series)
+}
+
+/// `scalecast backtest` on series already loaded (e.g. from SQL over history).
+pub fn run_with_series(
+    args: &BacktestArgs,
+    series: Vec<(String, Series)>,
+) -> Result<BacktestReport> {
     let cfg = ModelConfig {
         season: args.season,
         horizon: args.horizon,

@@ -54,8 +54,15 @@ pub const DEFAULT_REPLICA_HOUR_USD: f64 = 2.0 * 0.031611 + 4.0 * 0.004237;
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
     /// CSV trace (header row required), e.g. a NAB or datacenter_traces file.
-    #[arg(long)]
-    pub trace: PathBuf,
+    #[arg(long, required_unless_present = "sql")]
+    pub trace: Option<PathBuf>,
+    /// Instead of a CSV trace: a read-only SQL query over the stored history returning `ts`
+    /// and `value` (the demand).
+    #[arg(long, value_name = "QUERY", conflicts_with = "trace")]
+    pub sql: Option<String>,
+    /// Data directory the `--sql` query reads.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
     /// Column holding the load (default: `value` if present, else the first column that is
     /// not the timestamp column).
     #[arg(long)]
@@ -1182,13 +1189,23 @@ pub fn run(args: &SimulateArgs) -> Result<SimulateReport> {
     let start = DateTime::parse_from_rfc3339(&args.start)
         .map_err(|e| RecommendError::Input(format!("--start {:?}: {e}", args.start)))?
         .with_timezone(&Utc);
+    let Some(path) = &args.trace else {
+        return Err(RecommendError::Input(
+            "--trace FILE or --sql QUERY is required".into(),
+        ));
+    };
     let trace = read_trace(
-        &args.trace,
+        path,
         args.column.as_deref(),
         args.timestamp_column.as_deref(),
         args.step_secs,
         start,
     )?;
+    run_with_trace(args, trace)
+}
+
+/// `scalecast simulate` on a trace already loaded (e.g. from SQL over history).
+pub fn run_with_trace(args: &SimulateArgs, trace: Trace) -> Result<SimulateReport> {
     let n = trace.values.len();
     let step = trace.step_secs();
     let warmup_secs = args
@@ -1563,7 +1580,9 @@ mod tests {
         let trace = write(dir.path(), "daily.csv", &csv);
         let out = dir.path().join("out");
         let args = SimulateArgs {
-            trace,
+            trace: Some(trace),
+            sql: None,
+            data_dir: PathBuf::from("data"),
             column: None,
             timestamp_column: None,
             step_secs: None,

@@ -4,3 +4,4 @@
 //! target with an idempotent producer.
 
 pub mod kafka;
+pub mod webhook;

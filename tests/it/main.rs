@@ -4,6 +4,7 @@
 //! node_exporter) install and start them themselves, and skip with a printed
 //! reason only when the install is impossible.
 
+mod actuators;
 mod cloudwatch;
 mod common;
 mod crash;
@@ -13,3 +14,4 @@ mod kafka;
 mod prometheus_e2e;
 mod scaling;
 mod scrape;
+mod webhooks;
