@@ -313,6 +313,12 @@ async fn demo(a: DemoArgs) -> Result<ExitCode> {
 /// values)` per distinct `series` column value (one unnamed series without it).
 async fn sql_series(data_dir: &Path, sql: &str) -> Result<Vec<(String, Vec<i64>, Vec<f64>)>> {
     use arrow::array::{Array, Float64Array, Int64Array, StringArray};
+    if !data_dir.exists() {
+        return Err(Error::Other(format!(
+            "data directory {} does not exist",
+            data_dir.display()
+        )));
+    }
     let dir = data_dir.to_path_buf();
     let (tables, views) =
         tokio::task::spawn_blocking(move || crate::pipeline::read_only_catalog(&dir))

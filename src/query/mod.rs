@@ -208,7 +208,13 @@ pub fn render(result: &QueryResult, format: Format) -> Result<Vec<u8>> {
     let batches: Vec<&RecordBatch> = result.batches.iter().collect();
     match format {
         Format::Table => {
-            let s = arrow::util::pretty::pretty_format_batches(&result.batches)?;
+            let empty = [RecordBatch::new_empty(result.schema.clone())];
+            let shown: &[RecordBatch] = if result.batches.is_empty() {
+                &empty
+            } else {
+                &result.batches
+            };
+            let s = arrow::util::pretty::pretty_format_batches(shown)?;
             Ok(format!("{s}\n").into_bytes())
         }
         Format::Csv => {

@@ -8,6 +8,7 @@ mod actuators;
 mod cloudwatch;
 mod common;
 mod crash;
+mod dashboard;
 mod engine;
 mod http_api;
 mod kafka;
