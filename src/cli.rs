@@ -43,6 +43,23 @@ pub enum Command {
     Simulate(crate::recommend::SimulateArgs),
     /// Fetch history from an external system into the store.
     Backfill(BackfillArgs),
+    /// Webhook maintenance.
+    Webhooks(WebhooksArgs),
+}
+
+/// `scalecast webhooks`.
+#[derive(Debug, Args)]
+pub struct WebhooksArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub what: WebhooksCommand,
+}
+
+/// `scalecast webhooks` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Re-send the dead letters of a webhook sink (deleted once delivered).
+    Replay(crate::sinks::webhook::WebhooksReplayArgs),
 }
 
 /// `scalecast backfill`.
@@ -237,6 +254,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 r.failed_requests
             );
             Ok(if r.failed_requests == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::Webhooks(WebhooksArgs {
+            what: WebhooksCommand::Replay(a),
+        }) => {
+            let r = crate::sinks::webhook::replay(&a)
+                .await
+                .map_err(|e| Error::Other(format!("webhooks replay: {e}")))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r).unwrap_or_else(|_| format!("{r:?}"))
+            );
+            Ok(if r.failed == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(2)

@@ -85,6 +85,15 @@ pub struct PipelineConfig {
     /// Live forecasts by series name; rows go to the `forecasts` table.
     #[serde(default)]
     pub forecasts: BTreeMap<String, crate::pipeline::forecasts::ForecastSeriesConfig>,
+    /// How `forecast_and_scale` targets act (dry-run by default), `docs/actuators.md`.
+    #[serde(default)]
+    pub actuators: crate::actuators::ActuatorConfig,
+    /// Signed webhooks for recommendations, actions and alerts.
+    #[serde(default)]
+    pub webhooks: Option<crate::sinks::webhook::WebhookConfig>,
+    /// Threshold alerts and alerts on scaling operations (sent through `webhooks`).
+    #[serde(default)]
+    pub alerts: Option<crate::alerts::AlertsConfig>,
 }
 
 /// A transform entry: `inputs` plus a body tagged by `type`.
@@ -371,6 +380,31 @@ impl PipelineConfig {
                 let mut path = vec!["scaling"];
                 path.extend(field.split('.').filter(|p| !p.is_empty()));
                 err(&path, issue.reason);
+            }
+        }
+        if let Err((field, reason)) = self.actuators.validate() {
+            let mut path = vec!["actuators"];
+            path.extend(field.split('.'));
+            err(&path, reason);
+        }
+        if let Some(w) = &self.webhooks
+            && let Err((field, reason)) = w.validate()
+        {
+            let mut path = vec!["webhooks"];
+            path.extend(field.split('.'));
+            err(&path, reason);
+        }
+        if let Some(a) = &self.alerts {
+            if let Err((field, reason)) = a.validate() {
+                let mut path = vec!["alerts"];
+                path.extend(field.split('.'));
+                err(&path, reason);
+            }
+            if self.webhooks.is_none() {
+                err(
+                    &["alerts"],
+                    "alerts are sent through webhooks: add a `webhooks:` section".into(),
+                );
             }
         }
         for (name, f) in &self.forecasts {

@@ -85,6 +85,7 @@ pub fn router(state: Arc<AppState>, cfg: &PipelineConfig) -> Router {
     let mut protected = Router::new()
         .route("/api/v1/sql", post(sql_handler))
         .route("/api/v1/pause", post(pause_handler))
+        .route("/api/v1/scale", post(scale_handler))
         .route("/api/v1/config/validate", post(validate_handler));
     for (_, rw) in cfg.remote_write_sources() {
         let rw = Arc::new(rw.clone());
@@ -241,6 +242,54 @@ async fn pause_handler(State(state): State<Arc<AppState>>, body: axum::body::Byt
         .store(req.paused, std::sync::atomic::Ordering::SeqCst);
     tracing::warn!(paused = req.paused, "global scaling pause switch changed");
     axum::Json(serde_json::json!({ "paused": req.paused })).into_response()
+}
+
+/// Body of `POST /api/v1/scale`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    /// Target name.
+    pub target: String,
+    /// Replicas wanted (clamped to the target's min/max).
+    pub replicas: u32,
+}
+
+async fn scale_handler(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+    let req: ScaleRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                &format!("body must be {{\"target\": \"name\", \"replicas\": N}}: {e}"),
+            );
+        }
+    };
+    let Some(s) = scaling(&state) else {
+        return api_error(StatusCode::CONFLICT, "the pipeline has no scaling section");
+    };
+    match s.scale_manual(&req.target, req.replicas).await {
+        Ok(rec) => {
+            let code = match rec.result {
+                crate::actuators::ActionResult::Ok => StatusCode::OK,
+                crate::actuators::ActionResult::Blocked => StatusCode::CONFLICT,
+                crate::actuators::ActionResult::Failed => StatusCode::BAD_GATEWAY,
+            };
+            let mut v = serde_json::to_value(&rec).unwrap_or_default();
+            if code != StatusCode::OK
+                && let Some(o) = v.as_object_mut()
+            {
+                o.insert(
+                    "error".into(),
+                    serde_json::Value::String(rec.reason.clone()),
+                );
+            }
+            (code, axum::Json(v)).into_response()
+        }
+        Err(Error::InvalidInput(msg)) if msg.starts_with("no scaling target") => {
+            api_error(StatusCode::NOT_FOUND, &msg)
+        }
+        Err(e) => api_error(StatusCode::CONFLICT, &e.to_string()),
+    }
 }
 
 async fn config_handler(State(state): State<Arc<AppState>>) -> Response {

@@ -36,6 +36,8 @@ pub struct Server {
     engine: Option<aggregates::EngineTask>,
     source_stop: tokio::sync::watch::Sender<bool>,
     sources: Vec<JoinHandle<()>>,
+    webhooks: Option<Arc<crate::sinks::webhook::WebhookSink>>,
+    forwarders: Vec<JoinHandle<()>>,
 }
 
 /// Starts the pulling sources (scraper, CloudWatch, Kafka); remote write is
@@ -117,6 +119,49 @@ pub fn read_only_catalog(data_dir: &Path) -> Result<(Vec<TableSource>, Vec<(Stri
     Ok(catalog(snapshot, derived))
 }
 
+/// Evaluates every alert rule once (read-only SQL over the store) and sends
+/// the firing/resolved messages.
+async fn evaluate_alerts(
+    engine: &std::sync::Mutex<crate::alerts::AlertEngine>,
+    sink: &crate::sinks::webhook::WebhookSink,
+    catalog: &(dyn Fn(&Store) -> (Vec<TableSource>, Vec<(String, String)>) + Send + Sync),
+    store: &Store,
+) {
+    let rules: Vec<crate::alerts::AlertRule> = engine
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .rules()
+        .to_vec();
+    for rule in rules {
+        let Some(sql) = rule.sql() else { continue };
+        let (tables, views) = catalog(store);
+        let rows = match crate::query::run_sql_with_views(
+            tables,
+            &views,
+            &sql,
+            &crate::query::QueryConfig::default(),
+        )
+        .await
+        {
+            Ok(r) => crate::alerts::rows_from_batches(&r.batches),
+            Err(e) => Err(e.to_string()),
+        };
+        match rows {
+            Ok(rows) => {
+                let msgs = engine.lock().unwrap_or_else(|p| p.into_inner()).evaluate(
+                    &rule.name,
+                    chrono::Utc::now(),
+                    &rows,
+                );
+                if let Err(e) = crate::alerts::publish(sink, &msgs) {
+                    tracing::warn!(rule = %rule.name, error = %e, "alert not sent");
+                }
+            }
+            Err(e) => tracing::warn!(rule = %rule.name, error = %e, "alert query failed"),
+        }
+    }
+}
+
 /// Name of the file in the data directory that holds the bound API address.
 pub const ADDR_FILE: &str = "api.addr";
 
@@ -196,9 +241,62 @@ impl Server {
                 for_catalog.iter().map(|t| t.source()).collect(),
             )
         });
+        let webhooks = match &cfg.webhooks {
+            Some(w) => Some(Arc::new(
+                crate::sinks::webhook::WebhookSink::start(w)
+                    .map_err(|e| Error::Other(format!("webhooks: {e}")))?,
+            )),
+            None => None,
+        };
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut forwarders = Vec::new();
+        let mut actuators = std::collections::BTreeMap::new();
         if let Some(policy) = &cfg.scaling {
-            let scaling =
-                Arc::new(scaling::ScalingState::new(policy.clone(), recs)?.with_metrics(&metrics));
+            actuators =
+                crate::actuators::build_all(&policy.targets, &cfg.actuators, paused.clone())
+                    .await
+                    .map_err(|(target, e)| {
+                        Error::Other(format!("actuator of target {target:?}: {e}"))
+                    })?;
+        }
+        if let (Some(alerts), Some(sink)) = (&cfg.alerts, &webhooks) {
+            let engine = Arc::new(std::sync::Mutex::new(crate::alerts::AlertEngine::new(
+                alerts,
+            )));
+            for act in actuators.values() {
+                forwarders.push(tokio::spawn(crate::alerts::forward_actions(
+                    act.subscribe(),
+                    engine.clone(),
+                    sink.clone(),
+                )));
+            }
+            let (sink, cat, store2, every) = (
+                sink.clone(),
+                catalog_fn.clone(),
+                store.clone(),
+                alerts.evaluation_interval_secs.max(1),
+            );
+            let mut rx = source_stop.subscribe();
+            sources.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        r = rx.changed() => { if r.is_err() || *rx.borrow() { return; } }
+                    }
+                    evaluate_alerts(&engine, &sink, cat.as_ref(), &store2).await;
+                }
+            }));
+        }
+        if let Some(policy) = &cfg.scaling {
+            let mut st = scaling::ScalingState::new(policy.clone(), recs)?
+                .with_metrics(&metrics)
+                .with_actuators(actuators)
+                .with_paused(paused);
+            if let Some(sink) = &webhooks {
+                st = st.with_webhooks(sink.clone());
+            }
+            let scaling = Arc::new(st);
             let (st2, store2, cat, rx) = (
                 scaling.clone(),
                 store.clone(),
@@ -238,6 +336,8 @@ impl Server {
             engine,
             source_stop,
             sources,
+            webhooks,
+            forwarders,
         })
     }
 
@@ -247,6 +347,14 @@ impl Server {
         let _ = self.source_stop.send(true);
         for t in self.sources.drain(..) {
             let _ = t.await;
+        }
+        // Alert forwarders wait for their actuator's events forever: stop them.
+        for t in self.forwarders.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+        if let Some(s) = self.state.scaling.get() {
+            s.detach_webhooks();
         }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -260,6 +368,15 @@ impl Server {
         // The store closed its subscriptions: the engine drains and flushes.
         if let Some(engine) = self.engine.take() {
             let _ = tokio::task::spawn_blocking(move || engine.join()).await;
+        }
+        // Deliver or dead-letter what the webhooks still hold.
+        if let Some(sink) = self.webhooks.take() {
+            match Arc::try_unwrap(sink) {
+                Ok(sink) => sink.shutdown(std::time::Duration::from_secs(5)).await,
+                Err(_) => tracing::warn!(
+                    "webhook sink still in use at shutdown; queued events not flushed"
+                ),
+            }
         }
         if let Some(derived) = self.state.derived.get().cloned() {
             let _ = tokio::task::spawn_blocking(move || {

@@ -199,6 +199,10 @@ impl ScalingMetrics {
 
 /// The loop's shared state, read by the API.
 pub struct ScalingState {
+    /// Actuators of the `forecast_and_scale` targets, by target name.
+    actuators: BTreeMap<String, Arc<crate::actuators::SafeActuator>>,
+    /// Where recommendations are published, when configured.
+    webhooks: Mutex<Option<Arc<crate::sinks::webhook::WebhookSink>>>,
     /// Self-metrics (set with [`ScalingState::with_metrics`]).
     metrics: Option<ScalingMetrics>,
     /// Global kill switch: no actuator is called while it is on.
@@ -261,6 +265,8 @@ impl ScalingState {
             targets.insert(t.name.clone(), TargetState::default());
         }
         Ok(Self {
+            actuators: BTreeMap::new(),
+            webhooks: Mutex::new(None),
             metrics: None,
             paused: Arc::new(AtomicBool::new(false)),
             policy,
@@ -268,6 +274,78 @@ impl ScalingState {
             recent: Mutex::default(),
             table,
         })
+    }
+
+    /// Executes decisions of `forecast_and_scale` targets through these actuators.
+    pub fn with_actuators(
+        mut self,
+        actuators: BTreeMap<String, Arc<crate::actuators::SafeActuator>>,
+    ) -> Self {
+        self.actuators = actuators;
+        self
+    }
+
+    /// Shares the actuators' kill switch (`POST /api/v1/pause` sets it).
+    pub fn with_paused(mut self, paused: Arc<AtomicBool>) -> Self {
+        self.paused = paused;
+        self
+    }
+
+    /// Publishes every recommendation to these webhooks.
+    pub fn with_webhooks(self, sink: Arc<crate::sinks::webhook::WebhookSink>) -> Self {
+        *lock(&self.webhooks) = Some(sink);
+        self
+    }
+
+    /// Stops publishing (shutdown: the pipeline then drains the sink).
+    pub fn detach_webhooks(&self) {
+        lock(&self.webhooks).take();
+    }
+
+    /// The actuator of `target`, if it has one.
+    pub fn actuator(&self, target: &str) -> Option<&Arc<crate::actuators::SafeActuator>> {
+        self.actuators.get(target)
+    }
+
+    /// Manual scale (`POST /api/v1/scale`): clamped to min/max, refused while paused.
+    pub async fn scale_manual(
+        &self,
+        target: &str,
+        replicas: u32,
+    ) -> Result<crate::actuators::ActionRecord> {
+        let Some(t) = self.policy.targets.iter().find(|t| t.name == target) else {
+            return Err(Error::InvalidInput(format!(
+                "no scaling target named {target:?}"
+            )));
+        };
+        let Some(act) = self.actuators.get(target) else {
+            return Err(Error::InvalidInput(format!(
+                "target {target:?} has no actuator (mode {}, kind {}): only forecast_and_scale targets with an aws_asg or k8s_deployment kind can be scaled",
+                mode_str(t.mode),
+                kind_str(t)
+            )));
+        };
+        let rec = act.scale_manual(t, replicas).await;
+        self.count_action(&rec);
+        if let Some(st) = lock(&self.targets)
+            .get_mut(target)
+            .and_then(|s| s.status.as_mut())
+        {
+            st.last_action = Some(action_summary(&rec));
+        }
+        Ok(rec)
+    }
+
+    fn count_action(&self, rec: &crate::actuators::ActionRecord) {
+        if let Some(m) = &self.metrics {
+            m.operations
+                .get_or_create(&OperationLabels {
+                    target: rec.target.clone(),
+                    direction: rec.direction().into(),
+                    result: rec.result.as_str().into(),
+                })
+                .inc();
+        }
     }
 
     /// Registers and updates the scaling self-metrics in `m`.
@@ -361,6 +439,15 @@ impl ScalingState {
     }
 }
 
+fn action_summary(a: &crate::actuators::ActionRecord) -> LastAction {
+    LastAction {
+        ts: a.ts,
+        result: a.result.as_str().to_string(),
+        replicas: a.to_replicas,
+        reason: a.reason.clone(),
+    }
+}
+
 fn next_schedule(t: &TargetPolicy, now: DateTime<Utc>) -> Option<NextSchedule> {
     t.schedules
         .iter()
@@ -436,7 +523,37 @@ pub async fn evaluate(
             }
         }
         let now = DateTime::<Utc>::from_timestamp_millis(now_ms).unwrap_or_else(Utc::now);
-        let decided = fleet.decide(&t.name, now, None, &[], &[]);
+        let act = state.actuators.get(&t.name).cloned();
+        let current = match &act {
+            Some(a) => match a.current_replicas(&t).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(target = %t.name, error = %e, "cannot read current replicas");
+                    None
+                }
+            },
+            None => None,
+        };
+        let decided = fleet.decide(&t.name, now, current, &[], &[]);
+        let mut action = None;
+        if let (Ok(rec), Some(a)) = (&decided, &act) {
+            let before = a.last_action(&t.name);
+            let outcome = crate::recommend::dispatch(&t, rec, a.as_ref()).await;
+            let after = a.last_action(&t.name);
+            if after != before {
+                if let Some(r) = &after {
+                    state.count_action(r);
+                }
+                action = after.as_ref().map(action_summary);
+            }
+            tracing::debug!(target = %t.name, ?outcome, "dispatched");
+        }
+        let sink = lock(&state.webhooks).clone();
+        if let (Ok(rec), Some(sink)) = (&decided, sink)
+            && let Err(e) = sink.send(&crate::sinks::webhook::WebhookEvent::recommendation(rec))
+        {
+            tracing::warn!(target = %t.name, error = %e, "recommendation not published");
+        }
         let forecast = fleet.forecast(&t.name, 48);
         let mut st = lock(&state.targets);
         let Some(s) = st.get_mut(&t.name) else {
@@ -509,16 +626,23 @@ pub async fn evaluate(
                 .cost_per_hour_before
                 .zip(rec.cost_per_hour_after)
                 .map(|(a, b)| a - b),
-            last_action: Some(LastAction {
-                ts: rec.ts,
-                result: if t.mode == Mode::ForecastOnly {
-                    "recorded (forecast_only)".into()
-                } else {
-                    "recorded (no actuator configured)".into()
-                },
-                replicas: rec.recommended_replicas,
-                reason: rec.reason.clone(),
-            }),
+            last_action: action
+                .or_else(|| {
+                    s.status
+                        .as_ref()
+                        .and_then(|x| x.last_action.clone())
+                        .filter(|_| act.is_some())
+                })
+                .or(Some(LastAction {
+                    ts: rec.ts,
+                    result: if t.mode == Mode::ForecastOnly {
+                        "recorded (forecast_only)".into()
+                    } else {
+                        "recorded (no actuator)".into()
+                    },
+                    replicas: rec.recommended_replicas,
+                    reason: rec.reason.clone(),
+                })),
             next_schedule: next_schedule(&t, now),
             last_reason: Some(rec.reason.clone()),
         });
@@ -528,13 +652,16 @@ pub async fn evaluate(
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_lowercase))
                 .unwrap_or_default();
-            m.operations
-                .get_or_create(&OperationLabels {
-                    target: t.name.clone(),
-                    direction,
-                    result: "recorded".into(),
-                })
-                .inc();
+            // Executed decisions are counted by the actuator's record.
+            if act.is_none() {
+                m.operations
+                    .get_or_create(&OperationLabels {
+                        target: t.name.clone(),
+                        direction,
+                        result: "recorded".into(),
+                    })
+                    .inc();
+            }
             let label = TargetLabel {
                 target: t.name.clone(),
             };

@@ -7,6 +7,7 @@
 mod actuators;
 mod cloudwatch;
 mod common;
+mod control;
 mod crash;
 mod dashboard;
 mod engine;
