@@ -20,10 +20,9 @@
 //! is re-read on every request, so rotated tokens are picked up). Client certificates and
 //! exec plugins are not supported and are reported as such.
 //!
-//! **TLS:** this build's HTTP client (`reqwest` without a TLS feature) speaks plain HTTP
-//! only; an `https://` API server is refused with a clear error until the crate enables
-//! `reqwest`'s `rustls-tls` feature (the CA bundle is already read and kept in
-//! [`K8sCredentials::ca_pem`] for that).
+//! **TLS:** `https://` API servers are verified against the kubeconfig's or service
+//! account's CA bundle ([`K8sCredentials::ca_pem`], added as a root) and the public web
+//! roots; `insecure-skip-tls-verify: true` turns verification off, as in kubectl.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -363,20 +362,34 @@ impl K8s {
 
     /// A client for `creds`.
     pub fn new(creds: K8sCredentials, timeout: Duration, max_conflict_retries: u32) -> Result<K8s> {
-        if creds.server.starts_with("https://") {
-            return Err(ActuatorError::Config(format!(
-                "API server {} uses HTTPS, but this build's HTTP client has no TLS support (reqwest needs the `rustls-tls` feature); use an http:// endpoint such as `kubectl proxy`",
-                creds.server
-            )));
-        }
-        if !creds.server.starts_with("http://") {
+        if !creds.server.starts_with("http://") && !creds.server.starts_with("https://") {
             return Err(ActuatorError::Config(format!(
                 "API server {:?} is not an http(s) URL",
                 creds.server
             )));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        if creds.server.starts_with("https://") {
+            if let Some(pem) = &creds.ca_pem {
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    return Err(ActuatorError::Config(format!(
+                        "invalid CA certificate for {}: no PEM `BEGIN CERTIFICATE` block",
+                        creds.server
+                    )));
+                }
+                let ca = reqwest::Certificate::from_pem(pem).map_err(|e| {
+                    ActuatorError::Config(format!(
+                        "invalid CA certificate for {}: {e}",
+                        creds.server
+                    ))
+                })?;
+                builder = builder.add_root_certificate(ca);
+            }
+            if creds.insecure_skip_tls_verify {
+                builder = builder.danger_accept_invalid_certs(true);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| ActuatorError::Config(format!("HTTP client: {e}")))?;
         Ok(K8s {
@@ -627,8 +640,8 @@ users:
             .expect("prod");
         assert_eq!(c.token, Token::File(dir.path().join("token.txt")));
         assert_eq!(c.bearer().expect("reads"), Some("tok".into()));
-        let err = K8s::new(c, Duration::from_secs(1), 3).expect_err("https without TLS");
-        assert!(err.to_string().contains("rustls-tls"), "{err}");
+        let err = K8s::new(c, Duration::from_secs(1), 3).expect_err("a CA file that is not PEM");
+        assert!(err.to_string().contains("invalid CA certificate"), "{err}");
         let err = K8sCredentials::from_kubeconfig_str(KUBECONFIG, dir.path(), Some("exec"))
             .expect_err("exec plugin");
         assert!(err.contains("not supported"), "{err}");

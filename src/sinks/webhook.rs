@@ -546,9 +546,6 @@ impl Shared {
                     msg.push_str(&format!(": {s}"));
                     src = s.source();
                 }
-                if url.starts_with("https://") && e.is_builder() {
-                    msg.push_str(" (this build's HTTP client has no TLS support)");
-                }
                 Attempt::Retry(msg, None)
             }
         }
