@@ -22,6 +22,7 @@
 //! | [`config`] | pipeline YAML: parsing, strict validation with `file:line:column` errors |
 //! | [`pipeline`] | config → running server (API + store), graceful shutdown |
 //! | [`api`] | HTTP endpoints (axum) and the dashboard |
+//! | [`aws`] | AWS SDK configuration shared by the CloudWatch source and the ASG actuator |
 //! | [`actuators`] | execute decisions safely: dry-run, AWS Auto Scaling, Kubernetes `/scale` |
 //! | [`alerts`] | threshold alerts on aggregates and on failed/blocked scaling operations |
 //! | [`sources`] | inputs: remote write, scraper, CloudWatch, Kafka |
@@ -43,6 +44,7 @@
 pub mod actuators;
 pub mod alerts;
 pub mod api;
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod engine;

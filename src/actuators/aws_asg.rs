@@ -31,37 +31,17 @@ impl AwsAsg {
     /// Creates the client: `region` (the target's) wins over `cfg.region`, then the chain.
     /// Fails when no region can be found.
     pub async fn connect(cfg: &AwsActuatorConfig, region: Option<&str>) -> Result<AwsAsg> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .retry_config(
-                aws_config::retry::RetryConfig::standard()
-                    .with_max_attempts(cfg.max_attempts.max(1)),
-            )
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_secs(cfg.timeout_secs.max(1)))
-                    .build(),
-            );
-        if let Some(r) = region.or(cfg.region.as_deref()) {
-            loader = loader.region(aws_config::Region::new(r.to_string()));
-        }
-        if let Some(u) = &cfg.endpoint_url {
-            loader = loader.endpoint_url(u.clone());
-        }
-        if let Some(p) = &cfg.profile {
-            loader = loader.profile_name(p.clone());
-        }
-        if let Some(f) = &cfg.credentials_file {
-            #[allow(deprecated)]
-            let files = aws_config::profile::profile_file::ProfileFiles::builder()
-                .include_default_config_file(true)
-                .with_file(
-                    aws_config::profile::profile_file::ProfileFileKind::Credentials,
-                    f,
-                )
-                .build();
-            loader = loader.profile_files(files);
-        }
-        let sdk = loader.load().await;
+        let sdk = crate::aws::load(
+            crate::aws::SdkOverrides {
+                region: region.or(cfg.region.as_deref()),
+                endpoint_url: cfg.endpoint_url.as_deref(),
+                profile: cfg.profile.as_deref(),
+                credentials_file: cfg.credentials_file.as_deref(),
+            },
+            aws_config::retry::RetryConfig::standard().with_max_attempts(cfg.max_attempts.max(1)),
+            Duration::from_secs(cfg.timeout_secs.max(1)),
+        )
+        .await;
         let Some(region) = sdk.region().map(|r| r.to_string()) else {
             return Err(ActuatorError::Config(
                 "no AWS region: set the target's `region`, `actuators.aws.region`, AWS_REGION or a profile region".into(),

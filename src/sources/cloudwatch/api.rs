@@ -166,34 +166,17 @@ impl SdkApi {
     /// `o`. SDK-level retries are off: the poller retries itself, so that
     /// throttling is counted. Fails when no region can be found.
     pub async fn connect(o: &ConnectOptions) -> Result<SdkApi, String> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(o.attempt_timeout.unwrap_or(Duration::from_secs(30)))
-                    .build(),
-            );
-        if let Some(r) = &o.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        if let Some(u) = &o.endpoint_url {
-            loader = loader.endpoint_url(u.clone());
-        }
-        if let Some(p) = &o.profile {
-            loader = loader.profile_name(p.clone());
-        }
-        if let Some(f) = &o.credentials_file {
-            #[allow(deprecated)]
-            let files = aws_config::profile::profile_file::ProfileFiles::builder()
-                .include_default_config_file(true)
-                .with_file(
-                    aws_config::profile::profile_file::ProfileFileKind::Credentials,
-                    f,
-                )
-                .build();
-            loader = loader.profile_files(files);
-        }
-        let sdk = loader.load().await;
+        let sdk = crate::aws::load(
+            crate::aws::SdkOverrides {
+                region: o.region.as_deref(),
+                endpoint_url: o.endpoint_url.as_deref(),
+                profile: o.profile.as_deref(),
+                credentials_file: o.credentials_file.as_deref(),
+            },
+            aws_config::retry::RetryConfig::disabled(),
+            o.attempt_timeout.unwrap_or(Duration::from_secs(30)),
+        )
+        .await;
         let Some(region) = sdk.region().map(|r| r.to_string()) else {
             return Err("no AWS region: set `region` (or AWS_REGION / a profile region)".into());
         };
