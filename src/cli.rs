@@ -218,6 +218,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .map_err(|e| Error::Other(format!("backtest task failed: {e}")))??;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Forecast(a) if a.config.is_some() => forecast_stage_once(&a).await,
         Command::Forecast(a) => {
             tokio::task::spawn_blocking(move || crate::forecast::live::run(&a))
                 .await
@@ -403,6 +404,44 @@ async fn sql_series(data_dir: &Path, sql: &str) -> Result<Vec<(String, Vec<i64>,
         return Err(Error::Other(format!("the query returned no rows: {sql}")));
     }
     Ok(out)
+}
+
+/// `scalecast forecast --config PIPELINE`: the pipeline's forecast stage, once.
+async fn forecast_stage_once(a: &crate::forecast::live::ForecastArgs) -> Result<ExitCode> {
+    use crate::pipeline::forecasts;
+    let cfg = load_config(a.config.as_deref())?;
+    if cfg.forecasts.is_empty() {
+        return Err(Error::Other(
+            "the pipeline has no `forecasts:` section".into(),
+        ));
+    }
+    if !a.data_dir.exists() {
+        return Err(Error::Other(format!(
+            "data directory {} does not exist",
+            a.data_dir.display()
+        )));
+    }
+    let table = crate::store::table::DerivedTable::open(
+        &a.data_dir,
+        forecasts::FORECASTS,
+        forecasts::schema(),
+        100_000,
+    )?;
+    let dir = a.data_dir.clone();
+    let catalog = move || crate::pipeline::read_only_catalog(&dir).unwrap_or_default();
+    let mut last = std::collections::BTreeMap::new();
+    let now = chrono::Utc::now().timestamp_millis();
+    let done = forecasts::run_once(&cfg.forecasts, &mut last, &catalog, &table, now).await;
+    println!(
+        "{done} of {} series forecast into the `forecasts` table of {}",
+        cfg.forecasts.len(),
+        a.data_dir.display()
+    );
+    Ok(if done == cfg.forecasts.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 async fn query_cmd(a: QueryArgs) -> Result<ExitCode> {

@@ -139,8 +139,15 @@ pub fn forecast_rows(
 #[derive(Debug, Clone, clap::Args)]
 pub struct ForecastArgs {
     /// CSV files, directories or globs (layout as for `scalecast backtest`).
-    #[arg(required = true, value_name = "CSV")]
+    #[arg(required_unless_present = "config", value_name = "CSV")]
     pub inputs: Vec<String>,
+    /// Instead of CSV files: run the `forecasts:` stage of this pipeline file once over
+    /// the stored history of `--data-dir`, writing the `forecasts` table.
+    #[arg(long, value_name = "PIPELINE", conflicts_with = "inputs")]
+    pub config: Option<PathBuf>,
+    /// Data directory for `--config`.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
     /// Model name.
     #[arg(long, default_value = "auto")]
     pub model: String,
@@ -289,6 +296,8 @@ mod tests {
         std::fs::write(&input, text).unwrap();
         let out = dir.path().join("f.csv");
         let args = ForecastArgs {
+            config: None,
+            data_dir: PathBuf::from("data"),
             inputs: vec![input.display().to_string()],
             model: "ets".into(),
             horizon: 6,

@@ -260,3 +260,57 @@ async fn decisions_follow_data_within_one_interval() {
     );
     store.close();
 }
+
+/// `scalecast forecast --config`: the pipeline's forecast stage, once, from the
+/// stored history into the `forecasts` table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecast_stage_runs_once_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        "sources:\n  prom:\n    type: remote_write\nforecasts:\n  load:\n    sql: \"SELECT ts, value FROM samples WHERE name = 'load'\"\n    model: ets\n    step_secs: 300\n    horizon: 12\n",
+    )
+    .expect("pipeline");
+    let server = start_server(&data, None).await;
+    let client = reqwest::Client::new();
+    let t0 = chrono::Utc::now().timestamp_millis() - 2 * 86_400_000;
+    let samples: Vec<_> = (0..576)
+        .map(|i| {
+            sample(
+                "load",
+                &[],
+                t0 + i * 300_000,
+                50.0 + 10.0 * ((i as f64) * std::f64::consts::TAU / 288.0).sin(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        post_write(&client, server.addr, body(&samples))
+            .await
+            .status(),
+        204
+    );
+    server.shutdown().await;
+    let out = std::process::Command::new(scalecast_bin())
+        .args(["forecast", "--config"])
+        .arg(&pipeline)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(scalecast_bin())
+        .args(["query", "--format", "csv", "--data-dir"])
+        .arg(&data)
+        .arg("SELECT count(*) AS n, min(model) AS m FROM forecasts WHERE series = 'load'")
+        .output()
+        .expect("query");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.starts_with("n,m\n12,ets"), "{text}");
+}
