@@ -35,9 +35,9 @@ pub enum Command {
     Query(QueryArgs),
     /// Check pipeline files; print `file:line:column: reason` for each problem.
     Validate(ValidateArgs),
-    /// Backtest forecasting models on CSV series (MASE, interval coverage, plots).
+    /// Backtest forecasting models on CSV series or SQL history (MASE, coverage, plots).
     Backtest(crate::forecast::backtest::BacktestArgs),
-    /// Fit a model on CSV history once and print forecasts (p10/p50/p90).
+    /// Forecast once: CSV history to p10/p50/p90 rows, or a pipeline's forecast stage (--config).
     Forecast(crate::forecast::live::ForecastArgs),
     /// Replay a trace through scaling policies and report cost and under-provisioning.
     Simulate(crate::recommend::SimulateArgs),
