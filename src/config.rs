@@ -94,6 +94,9 @@ pub struct PipelineConfig {
     /// Threshold alerts and alerts on scaling operations (sent through `webhooks`).
     #[serde(default)]
     pub alerts: Option<crate::alerts::AlertsConfig>,
+    /// Publish every recommendation to a Kafka topic (key: target name).
+    #[serde(default)]
+    pub recommendations_kafka: Option<crate::sinks::kafka::KafkaSinkConfig>,
 }
 
 /// A transform entry: `inputs` plus a body tagged by `type`.
@@ -391,6 +394,13 @@ impl PipelineConfig {
             && let Err((field, reason)) = w.validate()
         {
             let mut path = vec!["webhooks"];
+            path.extend(field.split('.'));
+            err(&path, reason);
+        }
+        if let Some(k) = &self.recommendations_kafka
+            && let Err((field, reason)) = k.validate()
+        {
+            let mut path = vec!["recommendations_kafka"];
             path.extend(field.split('.'));
             err(&path, reason);
         }

@@ -296,6 +296,9 @@ impl Server {
             if let Some(sink) = &webhooks {
                 st = st.with_webhooks(sink.clone());
             }
+            if let Some(k) = &cfg.recommendations_kafka {
+                st = st.with_kafka(Arc::new(crate::sinks::kafka::KafkaSink::new(k, &metrics)?));
+            }
             let scaling = Arc::new(st);
             let (st2, store2, cat, rx) = (
                 scaling.clone(),

@@ -203,6 +203,8 @@ pub struct ScalingState {
     actuators: BTreeMap<String, Arc<crate::actuators::SafeActuator>>,
     /// Where recommendations are published, when configured.
     webhooks: Mutex<Option<Arc<crate::sinks::webhook::WebhookSink>>>,
+    /// Kafka topic every recommendation is published to, when configured.
+    kafka: Option<Arc<crate::sinks::kafka::KafkaSink>>,
     /// Self-metrics (set with [`ScalingState::with_metrics`]).
     metrics: Option<ScalingMetrics>,
     /// Global kill switch: no actuator is called while it is on.
@@ -267,6 +269,7 @@ impl ScalingState {
         Ok(Self {
             actuators: BTreeMap::new(),
             webhooks: Mutex::new(None),
+            kafka: None,
             metrics: None,
             paused: Arc::new(AtomicBool::new(false)),
             policy,
@@ -294,6 +297,12 @@ impl ScalingState {
     /// Publishes every recommendation to these webhooks.
     pub fn with_webhooks(self, sink: Arc<crate::sinks::webhook::WebhookSink>) -> Self {
         *lock(&self.webhooks) = Some(sink);
+        self
+    }
+
+    /// Publishes every recommendation to this Kafka sink (key: target name).
+    pub fn with_kafka(mut self, sink: Arc<crate::sinks::kafka::KafkaSink>) -> Self {
+        self.kafka = Some(sink);
         self
     }
 
@@ -547,6 +556,15 @@ pub async fn evaluate(
                 action = after.as_ref().map(action_summary);
             }
             tracing::debug!(target = %t.name, ?outcome, "dispatched");
+        }
+        if let (Ok(rec), Some(k)) = (&decided, &state.kafka) {
+            // Delivery is awaited in the background; errors are counted by the sink.
+            let (k, rec) = (k.clone(), rec.clone());
+            tokio::spawn(async move {
+                if let Err(e) = k.publish(&rec.target, &rec).await {
+                    tracing::warn!(target = %rec.target, error = %e, "recommendation not published to Kafka");
+                }
+            });
         }
         let sink = lock(&state.webhooks).clone();
         if let (Ok(rec), Some(sink)) = (&decided, sink)

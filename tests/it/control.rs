@@ -181,3 +181,50 @@ async fn actions_are_clamped_paused_and_published() {
     server.shutdown().await;
     receiver.abort();
 }
+
+/// Every recommendation is published to a Kafka topic, keyed by target
+/// (librdkafka's mock cluster; the publisher itself is tested against a real
+/// broker in `kafka.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recommendations_are_published_to_kafka() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    mock.create_topic("recs", 1, 1).expect("topic");
+    let bootstrap = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().expect("tmp");
+    let yaml = format!(
+        "sources:\n  prom:\n    type: remote_write\nrecommendations_kafka:\n  bootstrap_servers: \"{bootstrap}\"\n  topic: recs\nscaling:\n  targets:\n    - name: web\n      kind: none\n      metric: {{ kind: requests, name: demand }}\n      capacity_per_replica: 10\n      target_utilization_percent: 50\n      min_replicas: 1\n      max_replicas: 20\n      evaluation_interval_secs: 1\n      recommender: {{ kind: hpa }}\n"
+    );
+    let server = start_server(dir.path(), Some(&yaml)).await;
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(
+        post_write(
+            &client,
+            server.addr,
+            body(&[sample("demand", &[], now, 42.0)])
+        )
+        .await
+        .status(),
+        204
+    );
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "test")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["recs"]).expect("subscribe");
+    let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("a message within 30 s")
+        .expect("message");
+    assert_eq!(msg.key(), Some(&b"web"[..]));
+    let v: serde_json::Value =
+        serde_json::from_slice(msg.payload().expect("payload")).expect("json");
+    assert_eq!(v["record"]["target"], "web");
+    assert_eq!(v["record"]["recommended_replicas"], 9);
+    server.shutdown().await;
+}
