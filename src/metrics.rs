@@ -33,6 +33,8 @@ pub struct CodeLabel {
 /// The process's self-metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
+    /// Metric sets registered by components, one per type ([`Metrics::get_or_init`]).
+    sets: Mutex<std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send + Sync>>>,
     /// Samples accepted (durable) from every source.
     pub samples_received: Counter,
     /// Samples refused, by reason.
@@ -82,6 +84,7 @@ impl Metrics {
     pub fn new() -> Self {
         let m = Self {
             registry: Mutex::new(Registry::default()),
+            sets: Mutex::default(),
             samples_received: Counter::default(),
             samples_rejected: Family::default(),
             stale_markers_dropped: Counter::default(),
@@ -197,6 +200,24 @@ impl Metrics {
         }
     }
 
+    /// The component metric set `T` of this registry: created and registered by
+    /// `init` on the first call, the same handles afterwards (so a component
+    /// started twice, e.g. two sources of one type, shares its families).
+    pub fn get_or_init<T: Clone + Send + Sync + 'static>(
+        &self,
+        init: impl FnOnce(&Metrics) -> T,
+    ) -> T {
+        let id = std::any::TypeId::of::<T>();
+        let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = sets.get(&id).and_then(|b| b.downcast_ref::<T>()) {
+            return v.clone();
+        }
+        // `init` registers through `self.registry`, a different lock.
+        let v = init(self);
+        sets.insert(id, Box::new(v.clone()));
+        v
+    }
+
     /// Renders the registry in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -233,6 +254,27 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn component_sets_are_registered_once() {
+        #[derive(Clone, Default)]
+        struct Set(Counter);
+        let m = Metrics::new();
+        let a = m.get_or_init(|m| {
+            let s = Set::default();
+            m.register("scalecast_test_things", "Things", s.0.clone());
+            s
+        });
+        let b = m.get_or_init(|_| -> Set { unreachable!("registered once") });
+        a.0.inc();
+        b.0.inc();
+        let text = m.render();
+        assert_eq!(
+            text.matches("# TYPE scalecast_test_things counter").count(),
+            1
+        );
+        assert!(text.contains("scalecast_test_things_total 2"), "{text}");
+    }
 
     #[test]
     fn renders_prometheus_text() {

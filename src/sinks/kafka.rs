@@ -23,7 +23,7 @@
 //! as an error and counted in `scalecast_kafka_publish_errors_total`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -175,33 +175,23 @@ pub struct SinkMetrics {
     pub errors: Family<SinkTopicLabel, Counter>,
 }
 
-type Registered = Vec<(Weak<Metrics>, Arc<SinkMetrics>)>;
-static REGISTERED: Mutex<Registered> = Mutex::new(Vec::new());
-
 impl SinkMetrics {
     /// The publisher families of `metrics`, registered on first use.
     pub fn of(metrics: &Arc<Metrics>) -> Arc<SinkMetrics> {
-        let mut reg = REGISTERED.lock().unwrap_or_else(|p| p.into_inner());
-        reg.retain(|(w, _)| w.strong_count() > 0);
-        if let Some((_, m)) = reg
-            .iter()
-            .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(metrics)))
-        {
-            return m.clone();
-        }
-        let m = Arc::new(SinkMetrics::default());
-        metrics.register(
-            "scalecast_kafka_published",
-            "Records published to Kafka and acknowledged",
-            m.published.clone(),
-        );
-        metrics.register(
-            "scalecast_kafka_publish_errors",
-            "Records that could not be published to Kafka",
-            m.errors.clone(),
-        );
-        reg.push((Arc::downgrade(metrics), m.clone()));
-        m
+        metrics.get_or_init(|metrics| {
+            let m = Arc::new(SinkMetrics::default());
+            metrics.register(
+                "scalecast_kafka_published",
+                "Records published to Kafka and acknowledged",
+                m.published.clone(),
+            );
+            metrics.register(
+                "scalecast_kafka_publish_errors",
+                "Records that could not be published to Kafka",
+                m.errors.clone(),
+            );
+            m
+        })
     }
 }
 

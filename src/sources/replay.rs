@@ -37,7 +37,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -561,42 +561,32 @@ struct ReplayMetrics {
     passes: Family<SourceLabel, Counter>,
 }
 
-type Registered = Vec<(Weak<Metrics>, ReplayMetrics)>;
-static REPLAY_METRICS: Mutex<Registered> = Mutex::new(Vec::new());
-
 impl ReplayMetrics {
     fn get(metrics: &Arc<Metrics>) -> ReplayMetrics {
-        let mut reg = REPLAY_METRICS.lock().unwrap_or_else(|p| p.into_inner());
-        reg.retain(|(w, _)| w.strong_count() > 0);
-        if let Some((_, m)) = reg
-            .iter()
-            .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(metrics)))
-        {
-            return m.clone();
-        }
-        let m = ReplayMetrics::default();
-        metrics.register(
-            "scalecast_replay_samples",
-            "Samples written by replay sources",
-            m.samples.clone(),
-        );
-        metrics.register(
-            "scalecast_replay_store_retries",
-            "Replay writes retried because the ingest queue was full",
-            m.store_retries.clone(),
-        );
-        metrics.register(
-            "scalecast_replay_store_errors",
-            "Replay writes the store refused (dropped)",
-            m.store_errors.clone(),
-        );
-        metrics.register(
-            "scalecast_replay_passes",
-            "Times a looping replay started over",
-            m.passes.clone(),
-        );
-        reg.push((Arc::downgrade(metrics), m.clone()));
-        m
+        metrics.get_or_init(|metrics| {
+            let m = ReplayMetrics::default();
+            metrics.register(
+                "scalecast_replay_samples",
+                "Samples written by replay sources",
+                m.samples.clone(),
+            );
+            metrics.register(
+                "scalecast_replay_store_retries",
+                "Replay writes retried because the ingest queue was full",
+                m.store_retries.clone(),
+            );
+            metrics.register(
+                "scalecast_replay_store_errors",
+                "Replay writes the store refused (dropped)",
+                m.store_errors.clone(),
+            );
+            metrics.register(
+                "scalecast_replay_passes",
+                "Times a looping replay started over",
+                m.passes.clone(),
+            );
+            m
+        })
     }
 }
 

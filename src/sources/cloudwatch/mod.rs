@@ -42,7 +42,7 @@ pub mod poll;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -424,62 +424,53 @@ pub struct CloudwatchMetrics {
     pub queries: Family<SourceLabel, Gauge>,
 }
 
-static CW_METRICS: Mutex<Vec<(Weak<Metrics>, CloudwatchMetrics)>> = Mutex::new(Vec::new());
-
 impl CloudwatchMetrics {
     /// The CloudWatch metrics of `metrics`, registering them on first use.
     pub fn get(metrics: &Arc<Metrics>) -> CloudwatchMetrics {
-        let mut reg = CW_METRICS.lock().unwrap_or_else(|p| p.into_inner());
-        reg.retain(|(w, _)| w.strong_count() > 0);
-        if let Some((_, m)) = reg
-            .iter()
-            .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(metrics)))
-        {
-            return m.clone();
-        }
-        let m = CloudwatchMetrics::default();
-        metrics.register(
-            "scalecast_cloudwatch_api_calls",
-            "CloudWatch API calls (every attempt), by operation",
-            m.api_calls.clone(),
-        );
-        metrics.register(
-            "scalecast_cloudwatch_throttles",
-            "CloudWatch calls answered with throttling",
-            m.throttles.clone(),
-        );
-        metrics.register(
-            "scalecast_cloudwatch_api_errors",
-            "CloudWatch calls that failed (not throttling)",
-            m.api_errors.clone(),
-        );
-        metrics.register(
-            "scalecast_cloudwatch_polls",
-            "CloudWatch polls run",
-            m.polls.clone(),
-        );
-        metrics.register(
-            "scalecast_cloudwatch_samples",
-            "Samples stored from CloudWatch",
-            m.samples.clone(),
-        );
-        metrics.register(
-            "scalecast_cloudwatch_duplicates",
-            "Re-polled datapoints skipped as already stored",
-            m.duplicates.clone(),
-        );
-        metrics.register(
-            "scalecast_cloudwatch_corrections",
-            "Re-polled datapoints stored again because their value changed",
-            m.corrections.clone(),
-        );
-        metrics.register(
-            "scalecast_cloudwatch_queries",
-            "Metric/statistic pairs currently polled",
-            m.queries.clone(),
-        );
-        reg.push((Arc::downgrade(metrics), m.clone()));
-        m
+        metrics.get_or_init(|metrics| {
+            let m = CloudwatchMetrics::default();
+            metrics.register(
+                "scalecast_cloudwatch_api_calls",
+                "CloudWatch API calls (every attempt), by operation",
+                m.api_calls.clone(),
+            );
+            metrics.register(
+                "scalecast_cloudwatch_throttles",
+                "CloudWatch calls answered with throttling",
+                m.throttles.clone(),
+            );
+            metrics.register(
+                "scalecast_cloudwatch_api_errors",
+                "CloudWatch calls that failed (not throttling)",
+                m.api_errors.clone(),
+            );
+            metrics.register(
+                "scalecast_cloudwatch_polls",
+                "CloudWatch polls run",
+                m.polls.clone(),
+            );
+            metrics.register(
+                "scalecast_cloudwatch_samples",
+                "Samples stored from CloudWatch",
+                m.samples.clone(),
+            );
+            metrics.register(
+                "scalecast_cloudwatch_duplicates",
+                "Re-polled datapoints skipped as already stored",
+                m.duplicates.clone(),
+            );
+            metrics.register(
+                "scalecast_cloudwatch_corrections",
+                "Re-polled datapoints stored again because their value changed",
+                m.corrections.clone(),
+            );
+            metrics.register(
+                "scalecast_cloudwatch_queries",
+                "Metric/statistic pairs currently polled",
+                m.queries.clone(),
+            );
+            m
+        })
     }
 }
 

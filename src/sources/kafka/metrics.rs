@@ -15,7 +15,7 @@
 //! The families are registered once per [`Metrics`] registry and shared by
 //! every Kafka source of the process.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -94,68 +94,58 @@ pub struct KafkaMetrics {
     pub pauses: Family<GroupLabels, Counter>,
 }
 
-type Registered = Vec<(Weak<Metrics>, Arc<KafkaMetrics>)>;
-static REGISTERED: Mutex<Registered> = Mutex::new(Vec::new());
-
 impl KafkaMetrics {
     /// The Kafka families of `metrics`, registering them on first use.
     pub fn of(metrics: &Arc<Metrics>) -> Arc<KafkaMetrics> {
-        let mut reg = REGISTERED.lock().unwrap_or_else(|p| p.into_inner());
-        reg.retain(|(w, _)| w.strong_count() > 0);
-        if let Some((_, k)) = reg
-            .iter()
-            .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(metrics)))
-        {
-            return k.clone();
-        }
-        let k = Arc::new(KafkaMetrics::default());
-        metrics.register(
-            "scalecast_kafka_messages",
-            "Kafka messages received",
-            k.messages.clone(),
-        );
-        metrics.register(
-            "scalecast_kafka_bytes",
-            "Kafka payload bytes received",
-            k.bytes.clone(),
-        );
-        metrics.register(
-            "scalecast_kafka_samples",
-            "Samples from Kafka made durable in the WAL",
-            k.samples.clone(),
-        );
-        metrics.register(
-            "scalecast_kafka_dead_letter",
-            "Kafka messages that could not be decoded (sent to the dead-letter topic, or skipped without one)",
-            k.dead_letter.clone(),
-        );
-        metrics.register(
-            "scalecast_kafka_errors",
-            "Kafka source errors by kind",
-            k.errors.clone(),
-        );
-        metrics.register(
-            "scalecast_kafka_commits",
-            "Successful Kafka offset commits",
-            k.commits.clone(),
-        );
-        metrics.register(
-            "scalecast_kafka_consumer_lag",
-            "Messages between the committed offset and the high watermark, per partition",
-            k.lag.clone(),
-        );
-        metrics.register(
-            "scalecast_kafka_paused",
-            "1 while the Kafka source has paused its partitions because ingest is overloaded",
-            k.paused.clone(),
-        );
-        metrics.register(
-            "scalecast_kafka_pauses",
-            "Times the Kafka source paused its partitions for back-pressure",
-            k.pauses.clone(),
-        );
-        reg.push((Arc::downgrade(metrics), k.clone()));
-        k
+        metrics.get_or_init(|metrics| {
+            let k = Arc::new(KafkaMetrics::default());
+            metrics.register(
+                "scalecast_kafka_messages",
+                "Kafka messages received",
+                k.messages.clone(),
+            );
+            metrics.register(
+                "scalecast_kafka_bytes",
+                "Kafka payload bytes received",
+                k.bytes.clone(),
+            );
+            metrics.register(
+                "scalecast_kafka_samples",
+                "Samples from Kafka made durable in the WAL",
+                k.samples.clone(),
+            );
+            metrics.register(
+                "scalecast_kafka_dead_letter",
+                "Kafka messages that could not be decoded (sent to the dead-letter topic, or skipped without one)",
+                k.dead_letter.clone(),
+            );
+            metrics.register(
+                "scalecast_kafka_errors",
+                "Kafka source errors by kind",
+                k.errors.clone(),
+            );
+            metrics.register(
+                "scalecast_kafka_commits",
+                "Successful Kafka offset commits",
+                k.commits.clone(),
+            );
+            metrics.register(
+                "scalecast_kafka_consumer_lag",
+                "Messages between the committed offset and the high watermark, per partition",
+                k.lag.clone(),
+            );
+            metrics.register(
+                "scalecast_kafka_paused",
+                "1 while the Kafka source has paused its partitions because ingest is overloaded",
+                k.paused.clone(),
+            );
+            metrics.register(
+                "scalecast_kafka_pauses",
+                "Times the Kafka source paused its partitions for back-pressure",
+                k.pauses.clone(),
+            );
+            k
+        })
     }
 
     /// Counts one error of `kind`.

@@ -42,7 +42,7 @@ pub mod relabel;
 pub mod target;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -313,63 +313,53 @@ pub struct ScrapeMetrics {
     pub sd_updates: Family<SourceLabel, Counter>,
 }
 
-type Registered<T> = Mutex<Vec<(Weak<Metrics>, T)>>;
-static SCRAPE_METRICS: Registered<ScrapeMetrics> = Mutex::new(Vec::new());
-
 impl ScrapeMetrics {
     /// The scrape metrics of `metrics`, registering them on first use.
     pub fn get(metrics: &Arc<Metrics>) -> ScrapeMetrics {
-        let mut reg = SCRAPE_METRICS.lock().unwrap_or_else(|p| p.into_inner());
-        reg.retain(|(w, _)| w.strong_count() > 0);
-        if let Some((_, m)) = reg
-            .iter()
-            .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(metrics)))
-        {
-            return m.clone();
-        }
-        let m = ScrapeMetrics::default();
-        metrics.register(
-            "scalecast_scrape_scrapes",
-            "Scrapes attempted",
-            m.scrapes.clone(),
-        );
-        metrics.register(
-            "scalecast_scrape_failures",
-            "Failed scrapes, by reason",
-            m.failures.clone(),
-        );
-        metrics.register(
-            "scalecast_scrape_samples",
-            "Samples stored by the scraper (including synthesized up/scrape_*)",
-            m.samples.clone(),
-        );
-        metrics.register(
-            "scalecast_scrape_targets",
-            "Targets currently scraped",
-            m.targets.clone(),
-        );
-        metrics.register(
-            "scalecast_scrape_store_retries",
-            "Scrape results retried because the ingest queue was full",
-            m.store_retries.clone(),
-        );
-        metrics.register(
-            "scalecast_scrape_store_errors",
-            "Scrape results the store refused (WAL errors) and that were dropped",
-            m.store_errors.clone(),
-        );
-        metrics.register(
-            "scalecast_scrape_sd_errors",
-            "file_sd files that failed to read or parse",
-            m.sd_errors.clone(),
-        );
-        metrics.register(
-            "scalecast_scrape_sd_updates",
-            "Target-set changes applied",
-            m.sd_updates.clone(),
-        );
-        reg.push((Arc::downgrade(metrics), m.clone()));
-        m
+        metrics.get_or_init(|metrics| {
+            let m = ScrapeMetrics::default();
+            metrics.register(
+                "scalecast_scrape_scrapes",
+                "Scrapes attempted",
+                m.scrapes.clone(),
+            );
+            metrics.register(
+                "scalecast_scrape_failures",
+                "Failed scrapes, by reason",
+                m.failures.clone(),
+            );
+            metrics.register(
+                "scalecast_scrape_samples",
+                "Samples stored by the scraper (including synthesized up/scrape_*)",
+                m.samples.clone(),
+            );
+            metrics.register(
+                "scalecast_scrape_targets",
+                "Targets currently scraped",
+                m.targets.clone(),
+            );
+            metrics.register(
+                "scalecast_scrape_store_retries",
+                "Scrape results retried because the ingest queue was full",
+                m.store_retries.clone(),
+            );
+            metrics.register(
+                "scalecast_scrape_store_errors",
+                "Scrape results the store refused (WAL errors) and that were dropped",
+                m.store_errors.clone(),
+            );
+            metrics.register(
+                "scalecast_scrape_sd_errors",
+                "file_sd files that failed to read or parse",
+                m.sd_errors.clone(),
+            );
+            metrics.register(
+                "scalecast_scrape_sd_updates",
+                "Target-set changes applied",
+                m.sd_updates.clone(),
+            );
+            m
+        })
     }
 }
 
