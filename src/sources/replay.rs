@@ -295,33 +295,8 @@ fn find_value_column(
 }
 
 /// Parses a timestamp cell: Unix seconds or milliseconds, RFC 3339, or
-/// `YYYY-MM-DD HH:MM[:SS[.f]]` (UTC).
-pub fn parse_timestamp(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Ok(v) = s.parse::<f64>() {
-        if !v.is_finite() {
-            return None;
-        }
-        return Some(if v.abs() < 1e11 {
-            (v * 1000.0).round() as i64
-        } else {
-            v.round() as i64
-        });
-    }
-    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Some(dt.timestamp_millis());
-    }
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
-            return Some(dt.and_utc().timestamp_millis());
-        }
-    }
-    None
-}
+/// `YYYY-MM-DD HH:MM[:SS[.f]]` (UTC) — the same rules as `scalecast backtest`.
+pub use crate::forecast::backtest::parse_timestamp;
 
 fn load_csv(cfg: &ReplayConfig, step_ms: i64) -> Result<Vec<(i64, f64)>> {
     let path = &cfg.path;
