@@ -448,6 +448,12 @@ impl ScalingState {
     }
 }
 
+/// Drops the oldest entries so that at most `max` remain.
+fn keep_last<T>(v: &mut Vec<T>, max: usize) {
+    let excess = v.len().saturating_sub(max);
+    v.drain(..excess);
+}
+
 fn action_summary(a: &crate::actuators::ActionRecord) -> LastAction {
     LastAction {
         ts: a.ts,
@@ -582,10 +588,7 @@ pub async fn evaluate(
             s.last_data_ms = Some(ts);
         }
         s.timeline.demand.extend(points.iter().copied());
-        if s.timeline.demand.len() > MAX_POINTS {
-            let n = s.timeline.demand.len() - MAX_POINTS;
-            s.timeline.demand.drain(..n);
-        }
+        keep_last(&mut s.timeline.demand, MAX_POINTS);
         if let Some(f) = forecast {
             s.timeline.forecast = (0..f.p50.len())
                 .map(|i| {
@@ -617,16 +620,8 @@ pub async fn evaluate(
             reason: rec.reason.clone(),
             decided_by: rec.decided_by.clone(),
         });
-        for v in [&mut s.timeline.capacity] {
-            if v.len() > MAX_POINTS {
-                let n = v.len() - MAX_POINTS;
-                v.drain(..n);
-            }
-        }
-        if s.timeline.recommendations.len() > MAX_POINTS {
-            let n = s.timeline.recommendations.len() - MAX_POINTS;
-            s.timeline.recommendations.drain(..n);
-        }
+        keep_last(&mut s.timeline.capacity, MAX_POINTS);
+        keep_last(&mut s.timeline.recommendations, MAX_POINTS);
         let capacity = f64::from(rec.current_replicas) * t.capacity_per_replica;
         s.status = Some(TargetStatus {
             name: t.name.clone(),
