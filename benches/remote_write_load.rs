@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use scalecast::schema::Sample;
-use scalecast::sources::remote_write::encode_samples;
+use prost::Message;
+use scalecast::sources::prompb::{self, WriteRequest};
+use scalecast::sources::remote_write::compress;
 
 const SAMPLES_PER_REQUEST: usize = 500;
 
@@ -104,27 +105,83 @@ fn bodies_for(conn: usize, instances: usize, rounds: usize, t0: i64) -> Vec<Vec<
     let series: Vec<(String, Vec<(String, String)>)> = (0..instances)
         .flat_map(|i| instance_series(&format!("10.{conn}.{i}.1:9100")))
         .collect();
-    let mut out = Vec::new();
+    // One request template per chunk; each round only changes the samples.
+    let mut templates: Vec<WriteRequest> = series
+        .chunks(SAMPLES_PER_REQUEST)
+        .map(|chunk| WriteRequest {
+            timeseries: chunk
+                .iter()
+                .map(|(name, labels)| {
+                    let mut l = vec![prompb::Label {
+                        name: "__name__".into(),
+                        value: name.clone(),
+                    }];
+                    l.extend(labels.iter().map(|(k, v)| prompb::Label {
+                        name: k.clone(),
+                        value: v.clone(),
+                    }));
+                    l.sort_by(|a, b| a.name.cmp(&b.name));
+                    prompb::TimeSeries {
+                        labels: l,
+                        samples: vec![prompb::Sample::default()],
+                    }
+                })
+                .collect(),
+            metadata: Vec::new(),
+        })
+        .collect();
+    let mut out = Vec::with_capacity(rounds * templates.len());
+    let mut raw = Vec::new();
     for round in 0..rounds {
         let ts = t0 + round as i64 * 1000;
-        for chunk in series.chunks(SAMPLES_PER_REQUEST) {
-            let samples: Vec<Sample> = chunk
-                .iter()
-                .enumerate()
-                .map(|(j, (name, labels))| Sample {
-                    name: name.clone(),
-                    labels: labels.clone(),
-                    ts_ms: ts,
+        for req in &mut templates {
+            for (j, s) in req.timeseries.iter_mut().enumerate() {
+                s.samples[0] = prompb::Sample {
                     value: (round * 1000 + j) as f64 * 0.25,
-                })
-                .collect();
-            out.push(encode_samples(&samples));
+                    timestamp: ts,
+                };
+            }
+            raw.clear();
+            // Encoding into a Vec cannot run out of space.
+            let _ = req.encode(&mut raw);
+            out.push(compress(&raw));
         }
     }
     out
 }
 
 struct Proc(Child);
+
+impl Proc {
+    /// Stops the process gracefully (SIGTERM; scalecast flushes its head to
+    /// Parquet) and returns its total CPU seconds, read while it is a zombie.
+    fn stop_and_cpu(&mut self) -> f64 {
+        let pid = self.0.id();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut cpu = cpu_secs(pid);
+        while Instant::now() < deadline {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                break;
+            };
+            cpu = cpu.max(cpu_secs(pid));
+            if stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                == Some("Z")
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cpu
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = Command::new("kill")
@@ -168,7 +225,31 @@ struct RunResult {
     ok_samples: u64,
     errors: u64,
     secs: f64,
+    /// Receiver CPU seconds while the load ran.
     cpu: f64,
+    /// Receiver CPU seconds from the start of the load to its exit (for
+    /// scalecast this includes writing every acknowledged sample to Parquet).
+    cpu_to_exit: f64,
+    /// CPU seconds of this load generator while the load ran.
+    loadgen_cpu: f64,
+    /// Idle CPU seconds of the whole machine while the load ran.
+    idle: f64,
+}
+
+/// Idle CPU seconds of the machine so far (first line of /proc/stat).
+fn machine_idle_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    (f.get(3).copied().unwrap_or(0.0) + f.get(4).copied().unwrap_or(0.0)) / 100.0
 }
 
 async fn drive(
@@ -180,6 +261,7 @@ async fn drive(
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let cpu0 = cpu_secs(pid);
+    let (self0, idle0) = (cpu_secs(std::process::id()), machine_idle_secs());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for conn_bodies in bodies {
@@ -232,6 +314,9 @@ async fn drive(
         errors: errors.load(Ordering::Relaxed),
         secs,
         cpu: cpu_secs(pid) - cpu0,
+        cpu_to_exit: -cpu0,
+        loadgen_cpu: cpu_secs(std::process::id()) - self0,
+        idle: machine_idle_secs() - idle0,
     }
 }
 
@@ -275,8 +360,14 @@ fn main() {
         .expect("runtime");
     let tmp = tempfile::tempdir().expect("tmp");
     let t0 = chrono::Utc::now().timestamp_millis() - 20 * 60 * 1000;
-    // Enough rounds that no connection runs out within `duration`.
-    let rounds: usize = env_or("ROUNDS", 150);
+    // Enough rounds that no connection runs out within `duration` at up to
+    // 3M samples/s.
+    let rounds: usize = env_or(
+        "ROUNDS",
+        (3_000_000 * duration.as_secs() as usize)
+            .div_ceil(connections * instances * SAMPLES_PER_REQUEST)
+            .max(1),
+    );
     eprintln!(
         "generating {connections} × {rounds} rounds × {instances} instances × 500 series ..."
     );
@@ -295,7 +386,7 @@ fn main() {
     let bin = scalecast_bin();
     let sc_port = free_port();
     let sc_dir = tmp.path().join("scalecast");
-    let sc = Proc(
+    let mut sc = Proc(
         Command::new(&bin)
             .args([
                 "serve",
@@ -314,7 +405,7 @@ fn main() {
                 )
             }),
     );
-    let sc_result = rt.block_on(async {
+    let mut sc_result = rt.block_on(async {
         assert!(
             wait_ready(&format!("http://127.0.0.1:{sc_port}/health")).await,
             "scalecast did not start"
@@ -327,6 +418,7 @@ fn main() {
         )
         .await
     });
+    sc_result.cpu_to_exit += sc.stop_and_cpu();
     drop(sc);
 
     let prom_result = if Command::new("sh")
@@ -343,7 +435,7 @@ fn main() {
             "global:\n  scrape_interval: 15s\n",
         )
         .expect("cfg");
-        let prom = Proc(
+        let mut prom = Proc(
             Command::new("prometheus")
                 .arg(format!(
                     "--config.file={}",
@@ -360,7 +452,7 @@ fn main() {
                 .spawn()
                 .expect("prometheus"),
         );
-        let r = rt.block_on(async {
+        let mut r = rt.block_on(async {
             assert!(
                 wait_ready(&format!("http://127.0.0.1:{port}/-/ready")).await,
                 "prometheus did not start"
@@ -373,6 +465,7 @@ fn main() {
             )
             .await
         });
+        r.cpu_to_exit += prom.stop_and_cpu();
         drop(prom);
         Some(r)
     } else {
@@ -385,23 +478,34 @@ fn main() {
         "\nremote-write load: {connections} connections, 500 samples/request, {:.0} s each",
         duration.as_secs_f64()
     );
-    println!("| receiver | samples/s | errors | receiver CPU-s | samples per CPU-s |");
-    println!("|---|---|---|---|---|");
     println!(
-        "| scalecast (fsync per group commit) | {:.0} | {} | {:.1} | {:.0} |",
-        rate(&sc_result),
-        sc_result.errors,
-        sc_result.cpu,
-        sc_result.ok_samples as f64 / sc_result.cpu.max(1e-9)
+        "| receiver | samples/s | errors | CPU-s under load | samples per CPU-s | CPU-s to exit | samples per CPU-s to exit |"
     );
-    if let Some(p) = &prom_result {
+    println!("|---|---|---|---|---|---|---|");
+    let row = |label: &str, r: &RunResult| {
         println!(
-            "| Prometheus 2.42 receiver | {:.0} | {} | {:.1} | {:.0} |",
-            rate(p),
-            p.errors,
-            p.cpu,
-            p.ok_samples as f64 / p.cpu.max(1e-9)
-        );
+            "| {label} | {:.0} | {} | {:.1} | {:.0} | {:.1} | {:.0} |",
+            rate(r),
+            r.errors,
+            r.cpu,
+            r.ok_samples as f64 / r.cpu.max(1e-9),
+            r.cpu_to_exit,
+            r.ok_samples as f64 / r.cpu_to_exit.max(1e-9)
+        )
+    };
+    row("scalecast (fsync per group commit)", &sc_result);
+    if let Some(p) = &prom_result {
+        row("Prometheus 2.42 receiver", p);
+    }
+    let machine = |label: &str, r: &RunResult| {
+        println!(
+            "{label}: load generator {:.1} CPU-s, machine idle {:.1} CPU-s over {:.1} s",
+            r.loadgen_cpu, r.idle, r.secs
+        )
+    };
+    machine("scalecast run", &sc_result);
+    if let Some(p) = &prom_result {
+        machine("Prometheus run", p);
         println!(
             "ratio scalecast / Prometheus (samples/s): {:.2}",
             rate(&sc_result) / rate(p).max(1e-9)

@@ -105,7 +105,7 @@ pub fn samples_schema() -> SchemaRef {
 /// The value is part of the on-disk format: it must never change between
 /// versions. Separators (0xff, 0xfe) cannot appear in valid UTF-8, so distinct
 /// label sets cannot collide by concatenation.
-pub fn series_id(name: &str, labels: &[Label]) -> u64 {
+pub fn series_id<K: AsRef<str>, V: AsRef<str>>(name: &str, labels: &[(K, V)]) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut h = OFFSET;
@@ -118,9 +118,9 @@ pub fn series_id(name: &str, labels: &[Label]) -> u64 {
     feed(name.as_bytes());
     for (k, v) in labels {
         feed(&[0xff]);
-        feed(k.as_bytes());
+        feed(k.as_ref().as_bytes());
         feed(&[0xfe]);
-        feed(v.as_bytes());
+        feed(v.as_ref().as_bytes());
     }
     h
 }
@@ -148,10 +148,11 @@ impl SamplesBuilder {
             ts: TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC"),
             name: StringBuilder::with_capacity(n, n * 16),
             value: Float64Builder::with_capacity(n),
-            labels: MapBuilder::new(
+            labels: MapBuilder::with_capacity(
                 Some(map_field_names()),
-                StringBuilder::new(),
-                StringBuilder::new(),
+                StringBuilder::with_capacity(n * 4, n * 16),
+                StringBuilder::with_capacity(n * 4, n * 16),
+                n,
             )
             .with_values_field(Field::new("value", DataType::Utf8, true)),
             series_id: UInt64Builder::with_capacity(n),
@@ -160,10 +161,11 @@ impl SamplesBuilder {
     }
 
     /// Appends every sample of one series whose id is already known.
-    pub fn append_series(
+    /// `labels` are owned or borrowed pairs, sorted, without `__name__`.
+    pub fn append_series<K: AsRef<str>, V: AsRef<str>>(
         &mut self,
         name: &str,
-        labels: &[Label],
+        labels: &[(K, V)],
         id: u64,
         points: impl IntoIterator<Item = (i64, f64)>,
     ) {
@@ -172,11 +174,37 @@ impl SamplesBuilder {
             self.name.append_value(name);
             self.value.append_value(v);
             for (k, val) in labels {
-                self.labels.keys().append_value(k);
-                self.labels.values().append_value(val);
+                self.labels.keys().append_value(k.as_ref());
+                self.labels.values().append_value(val.as_ref());
             }
             // MapBuilder::append only fails when key and value counts differ,
             // which the loop above rules out.
+            let _ = self.labels.append(true);
+            self.series_id.append_value(id);
+            self.len += 1;
+        }
+    }
+
+    /// Appends `points` of the series of row `i` of `src`: name, labels and
+    /// series id are copied from that row, time and value from each point.
+    pub fn append_series_of(
+        &mut self,
+        src: &SamplesView<'_>,
+        i: usize,
+        points: impl IntoIterator<Item = (i64, f64)>,
+    ) {
+        let name = src.name.value(i);
+        let id = src.series_id.value(i);
+        let range = src.label_range(i);
+        for (ts, v) in points {
+            self.ts.append_value(ts);
+            self.name.append_value(name);
+            self.value.append_value(v);
+            for j in range.clone() {
+                self.labels.keys().append_value(src.label_keys.value(j));
+                self.labels.values().append_value(src.label_values.value(j));
+            }
+            // Keys and values were appended in pairs.
             let _ = self.labels.append(true);
             self.series_id.append_value(id);
             self.len += 1;
@@ -236,41 +264,51 @@ pub struct SamplesView<'a> {
     pub labels: &'a MapArray,
     /// `series_id` column.
     pub series_id: &'a UInt64Array,
+    /// Keys of every row's labels (the map's entries, rows delimited by
+    /// `labels.value_offsets()`).
+    pub label_keys: &'a StringArray,
+    /// Values of every row's labels, aligned with `label_keys`.
+    pub label_values: &'a StringArray,
 }
 
 impl<'a> SamplesView<'a> {
     /// Views `batch`, or `None` if it does not have the samples schema.
     pub fn new(batch: &'a RecordBatch) -> Option<Self> {
+        let labels: &MapArray = batch.column(3).as_any().downcast_ref()?;
         Some(Self {
             ts: batch.column(0).as_any().downcast_ref()?,
             name: batch.column(1).as_any().downcast_ref()?,
             value: batch.column(2).as_any().downcast_ref()?,
-            labels: batch.column(3).as_any().downcast_ref()?,
+            labels,
             series_id: batch.column(4).as_any().downcast_ref()?,
+            label_keys: labels.keys().as_any().downcast_ref()?,
+            label_values: labels.values().as_any().downcast_ref()?,
         })
+    }
+
+    /// Range of row `i`'s entries in `label_keys` / `label_values`.
+    pub fn label_range(&self, i: usize) -> std::ops::Range<usize> {
+        let o = self.labels.value_offsets();
+        o[i] as usize..o[i + 1] as usize
     }
 
     /// Labels of row `i`, in stored (sorted) order.
     pub fn labels_at(&self, i: usize) -> Vec<Label> {
-        let entries = self.labels.value(i);
-        let keys = entries.column(0).as_any().downcast_ref::<StringArray>();
-        let vals = entries.column(1).as_any().downcast_ref::<StringArray>();
-        match (keys, vals) {
-            (Some(k), Some(v)) => (0..k.len())
-                .map(|j| (k.value(j).to_string(), v.value(j).to_string()))
-                .collect(),
-            _ => Vec::new(),
-        }
+        self.label_range(i)
+            .map(|j| {
+                (
+                    self.label_keys.value(j).to_string(),
+                    self.label_values.value(j).to_string(),
+                )
+            })
+            .collect()
     }
 
     /// Value of label `key` in row `i`, if present.
     pub fn label(&self, i: usize, key: &str) -> Option<String> {
-        let entries = self.labels.value(i);
-        let keys = entries.column(0).as_any().downcast_ref::<StringArray>()?;
-        let vals = entries.column(1).as_any().downcast_ref::<StringArray>()?;
-        (0..keys.len())
-            .find(|&j| keys.value(j) == key)
-            .map(|j| vals.value(j).to_string())
+        self.label_range(i)
+            .find(|&j| self.label_keys.value(j) == key)
+            .map(|j| self.label_values.value(j).to_string())
     }
 
     /// Row `i` as a [`Sample`].
@@ -331,10 +369,10 @@ mod tests {
     #[test]
     fn series_id_is_stable_and_separates_labels() {
         // Pinned: this value is part of the on-disk format.
-        assert_eq!(series_id("up", &[]), 0x08c4_3a07_b566_d980);
-        let a = series_id("m", &[("ab".into(), "c".into())]);
-        let b = series_id("m", &[("a".into(), "bc".into())]);
+        assert_eq!(series_id::<&str, &str>("up", &[]), 0x08c4_3a07_b566_d980);
+        let a = series_id("m", &[("ab", "c")]);
+        let b = series_id("m", &[("a", "bc")]);
         assert_ne!(a, b);
-        assert_eq!(a, series_id("m", &[("ab".into(), "c".into())]));
+        assert_eq!(a, series_id("m", &[("ab", "c")]));
     }
 }

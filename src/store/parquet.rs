@@ -20,13 +20,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
-use arrow::compute::{
-    SortColumn, SortOptions, concat_batches, filter_record_batch, lexsort_to_indices,
-    take_record_batch,
-};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -38,7 +32,7 @@ use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoResultExt, Result};
-use crate::schema::col;
+use crate::schema::{SamplesBuilder, SamplesView, col};
 use crate::store::wal::sync_dir;
 
 /// Milliseconds in one hour (the partition width).
@@ -101,9 +95,19 @@ impl ParquetConfig {
             .set_column_dictionary_enabled(ColumnPath::from(col::TS), false)
             .set_column_encoding(ColumnPath::from(col::TS), Encoding::DELTA_BINARY_PACKED)
             .set_column_dictionary_enabled(ColumnPath::from(col::VALUE), false)
+            // Map entries cannot prune a query (DataFusion does not push
+            // `labels['k'] = v` into Parquet statistics), and their min/max
+            // was a tenth of the flush time.
+            .set_column_statistics_enabled(label_column("key"), EnabledStatistics::None)
+            .set_column_statistics_enabled(label_column("value"), EnabledStatistics::None)
             .set_column_encoding(ColumnPath::from(col::VALUE), Encoding::BYTE_STREAM_SPLIT)
             .build())
     }
+}
+
+/// Parquet path of the `labels` map's key or value column.
+fn label_column(leaf: &str) -> ColumnPath {
+    ColumnPath::new(vec![col::LABELS.into(), "entries".into(), leaf.into()])
 }
 
 /// A Parquet file known to the catalog.
@@ -157,92 +161,119 @@ pub fn hour_of(ts_ms: i64) -> i64 {
     ts_ms.div_euclid(HOUR_MS) * HOUR_MS
 }
 
-/// Sorts a batch by (series_id, ts) and removes duplicate (series_id, ts)
-/// rows, keeping the one that came last in the input.
-pub fn sort_dedup(batch: &RecordBatch) -> Result<RecordBatch> {
-    let n = batch.num_rows();
-    if n == 0 {
-        return Ok(batch.clone());
+/// Sorts the rows of `batches` by (series_id, ts), removes duplicate
+/// (series_id, ts) rows keeping the one that came last (later batch, later
+/// row), and splits them by UTC hour of `ts`: one sorted batch per hour.
+///
+/// One sort of plain keys, then each row is copied once into its hour's
+/// batch; no concatenation and no generic `take` of the labels map (both
+/// were most of the flush time, see docs/performance.md).
+pub fn sort_dedup_by_hour(batches: &[RecordBatch]) -> Result<BTreeMap<i64, RecordBatch>> {
+    let views: Vec<SamplesView<'_>> = batches
+        .iter()
+        .map(|b| {
+            SamplesView::new(b)
+                .ok_or_else(|| Error::Storage("batch does not have the samples schema".into()))
+        })
+        .collect::<Result<_>>()?;
+    // Arrival index of each batch's first row: the order rows came in.
+    let mut batch_starts = Vec::with_capacity(views.len());
+    let mut total = 0usize;
+    for b in batches {
+        batch_starts.push(total);
+        total += b.num_rows();
     }
-    let series = batch
-        .column_by_name(col::SERIES_ID)
-        .ok_or_else(|| Error::Storage("batch has no series_id column".into()))?;
-    let ts = batch
-        .column_by_name(col::TS)
-        .ok_or_else(|| Error::Storage("batch has no ts column".into()))?;
-    let order: ArrayRef = Arc::new(UInt32Array::from_iter_values(0..n as u32));
-    let desc = SortOptions {
-        descending: true,
-        nulls_first: false,
-    };
-    let idx = lexsort_to_indices(
-        &[
-            SortColumn {
-                values: series.clone(),
-                options: None,
-            },
-            SortColumn {
-                values: ts.clone(),
-                options: None,
-            },
-            SortColumn {
-                values: order,
-                options: Some(desc),
-            },
-        ],
-        None,
-    )?;
-    let sorted = take_record_batch(batch, &idx)?;
-    let s = sorted.column_by_name(col::SERIES_ID).and_then(|c| {
-        c.as_any()
-            .downcast_ref::<arrow::array::UInt64Array>()
-            .cloned()
-    });
-    let t = sorted.column_by_name(col::TS).and_then(|c| {
-        c.as_any()
-            .downcast_ref::<arrow::array::TimestampMillisecondArray>()
-            .cloned()
-    });
-    let (Some(s), Some(t)) = (s, t) else {
-        return Err(Error::Storage(
-            "series_id/ts columns have unexpected types".into(),
-        ));
-    };
-    let mut keep = Vec::with_capacity(n);
-    let mut dups = false;
-    for i in 0..n {
-        let dup = i > 0 && s.value(i) == s.value(i - 1) && t.value(i) == t.value(i - 1);
-        dups |= dup;
-        keep.push(!dup);
+    if total as u64 >= 1 << ARRIVAL_BITS {
+        return Err(Error::Storage(format!(
+            "{total} rows in one flush is above the limit"
+        )));
     }
-    if !dups {
-        return Ok(sorted);
+    // One vector of rows per hour; nearly always a single hour.
+    let mut hours: Vec<(i64, Vec<Row>)> = Vec::new();
+    let mut current = usize::MAX;
+    for (v, &base) in views.iter().zip(&batch_starts) {
+        let (ts, ids, values) = (v.ts.values(), v.series_id.values(), v.value.values());
+        for r in 0..ts.len() {
+            let hour = hour_of(ts[r]);
+            if hours.get(current).is_none_or(|h| h.0 != hour) {
+                current = match hours.iter().position(|h| h.0 == hour) {
+                    Some(i) => i,
+                    None => {
+                        let cap = if hours.is_empty() { total } else { 0 };
+                        hours.push((hour, Vec::with_capacity(cap)));
+                        hours.len() - 1
+                    }
+                };
+            }
+            hours[current]
+                .1
+                .push(Row::new(ids[r], (ts[r] - hour) as u64, base + r, values[r]));
+        }
     }
-    Ok(filter_record_batch(&sorted, &BooleanArray::from(keep))?)
-}
-
-/// Splits rows by UTC hour of `ts`.
-pub fn split_by_hour(batch: &RecordBatch) -> Result<BTreeMap<i64, RecordBatch>> {
     let mut out = BTreeMap::new();
-    let Some(ts) = batch.column_by_name(col::TS).and_then(|c| {
-        c.as_any()
-            .downcast_ref::<arrow::array::TimestampMillisecondArray>()
-    }) else {
-        return Err(Error::Storage("batch has no millisecond ts column".into()));
-    };
-    let hours: Vec<i64> = ts.values().iter().map(|&t| hour_of(t)).collect();
-    let mut distinct: Vec<i64> = hours.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() == 1 {
-        out.insert(distinct[0], batch.clone());
-        return Ok(out);
-    }
-    for h in distinct {
-        let mask = BooleanArray::from(hours.iter().map(|&x| x == h).collect::<Vec<_>>());
-        out.insert(h, filter_record_batch(batch, &mask)?);
+    for (hour, mut rows) in hours {
+        // Arrival is the lowest part of the key, so the last of equal
+        // (series, ts) sorts last and wins.
+        rows.sort_unstable_by_key(|r| r.key);
+        let mut builder = SamplesBuilder::with_capacity(rows.len());
+        // Rows of one series share name and labels (the series id is the
+        // series identity): copy those from the series' first row, which
+        // stays in cache; time and value travel in the sort key. Walking the
+        // rows in sorted order jumps between batches, so reading any column
+        // of every row cost a cache miss per row and column.
+        let mut s = 0;
+        while s < rows.len() {
+            let series = rows[s].series();
+            let e = rows[s..]
+                .iter()
+                .position(|r| r.series() != series)
+                .map_or(rows.len(), |p| s + p);
+            let run = &rows[s..e];
+            let points = run.iter().enumerate().filter_map(|(i, r)| {
+                let superseded = run
+                    .get(i + 1)
+                    .is_some_and(|n| n.ms_in_hour() == r.ms_in_hour());
+                (!superseded).then_some((hour + r.ms_in_hour() as i64, r.value))
+            });
+            let first = run[0].arrival();
+            let b = batch_starts.partition_point(|&start| start <= first) - 1;
+            builder.append_series_of(&views[b], first - batch_starts[b], points);
+            s = e;
+        }
+        out.insert(hour, builder.finish());
     }
     Ok(out)
+}
+
+const ARRIVAL_BITS: u32 = 42;
+const MS_BITS: u32 = 22;
+
+/// One row in file order. `key` packs, from high to low bits: the series id
+/// (64), milliseconds into the hour (22; an hour has 3.6M), and the arrival
+/// index (42), so one integer comparison sorts by (series, ts, arrival).
+struct Row {
+    key: u128,
+    value: f64,
+}
+
+impl Row {
+    fn new(series: u64, ms_in_hour: u64, arrival: usize, value: f64) -> Self {
+        Self {
+            key: (u128::from(series) << 64)
+                | (u128::from(ms_in_hour) << ARRIVAL_BITS)
+                | arrival as u128,
+            value,
+        }
+    }
+    fn series(&self) -> u64 {
+        (self.key >> 64) as u64
+    }
+    fn ms_in_hour(&self) -> u64 {
+        (self.key >> ARRIVAL_BITS) as u64 & ((1 << MS_BITS) - 1)
+    }
+    fn arrival(&self) -> usize {
+        (self.key as u64 & ((1 << ARRIVAL_BITS) - 1)) as usize
+    }
 }
 
 /// Writes one Parquet file atomically (temp file, fsync, rename, fsync dir).
@@ -273,13 +304,9 @@ pub fn write_segment_range(
     last: u64,
     cfg: &ParquetConfig,
 ) -> Result<Vec<FileMeta>> {
-    let all = concat_batches(schema, batches)?;
-    if all.num_rows() == 0 {
-        return Ok(Vec::new());
-    }
     let mut out = Vec::new();
-    for (hour, part) in split_by_hour(&all)? {
-        let part = sort_dedup(&part)?;
+    for (hour, part) in sort_dedup_by_hour(batches)? {
+        debug_assert_eq!(part.schema(), *schema);
         let path = partition_dir(table_dir, hour).join(file_name(first, last));
         let bytes = write_file(&path, &part, cfg)?;
         out.push(FileMeta {
@@ -397,13 +424,21 @@ pub fn compact(
     let first = inputs.iter().map(|f| f.first_seq).min().unwrap_or(0);
     let last = inputs.iter().map(|f| f.last_seq).max().unwrap_or(0);
     let mut batches = Vec::new();
-    // Oldest first so that sort_dedup keeps the newest duplicate.
+    // Oldest first so that sort_dedup_by_hour keeps the newest duplicate.
     let mut ordered: Vec<&FileMeta> = inputs.iter().collect();
     ordered.sort_by_key(|f| f.first_seq);
     for f in ordered {
         batches.extend(read_file(&f.path)?);
     }
-    let merged = sort_dedup(&concat_batches(schema, &batches)?)?;
+    let mut parts = sort_dedup_by_hour(&batches)?;
+    if parts.keys().any(|&h| h != hour) {
+        return Err(Error::Storage(format!(
+            "files of the partition starting at {hour} ms hold rows of other hours; not compacting"
+        )));
+    }
+    let merged = parts
+        .remove(&hour)
+        .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
     let path = partition_dir(table_dir, hour).join(file_name(first, last));
     let bytes = write_file(&path, &merged, cfg)?;
     Ok(Some(FileMeta {
@@ -453,7 +488,7 @@ mod tests {
     }
 
     #[test]
-    fn sort_dedup_keeps_last_duplicate() {
+    fn sort_dedup_keeps_last_duplicate_and_sorts_by_series_then_time() {
         let b = samples_to_batch(&[
             s("b", 2, 1.0),
             s("a", 5, 1.0),
@@ -461,7 +496,9 @@ mod tests {
             s("a", 5, 2.0),
             s("b", 2, 3.0),
         ]);
-        let out = batch_to_samples(&sort_dedup(&b).expect("sort"));
+        let parts = sort_dedup_by_hour(&[b]).expect("sort");
+        assert_eq!(parts.len(), 1);
+        let out: Vec<Sample> = parts.values().flat_map(batch_to_samples).collect();
         assert_eq!(out.len(), 3);
         let a5 = out
             .iter()
@@ -477,6 +514,46 @@ mod tests {
             .map(|x| x.ts_ms)
             .collect();
         assert_eq!(a, vec![1, 5]);
+    }
+
+    proptest::proptest! {
+        /// Against a reference: per hour, one row per (series, ts), the one
+        /// that arrived last, sorted by (series_id, ts).
+        #[test]
+        fn sort_dedup_by_hour_matches_reference(
+            batches in proptest::collection::vec(
+                proptest::collection::vec((0u8..4, 0i64..3, 0u32..5), 0..20),
+                0..5,
+            )
+        ) {
+            let h = 1_763_895_600_000_i64;
+            let mut n = 0.0;
+            let batches: Vec<Vec<Sample>> = batches
+                .into_iter()
+                .map(|b| {
+                    b.into_iter()
+                        .map(|(series, hour, ms)| {
+                            n += 1.0;
+                            s(&format!("m{series}"), h + hour * HOUR_MS + i64::from(ms) * 1000, n)
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut want: BTreeMap<i64, BTreeMap<(u64, i64), Sample>> = BTreeMap::new();
+            for x in batches.iter().flatten() {
+                want.entry(hour_of(x.ts_ms))
+                    .or_default()
+                    .insert((crate::schema::series_id(&x.name, &x.labels), x.ts_ms), x.clone());
+            }
+            let record_batches: Vec<RecordBatch> =
+                batches.iter().map(|b| samples_to_batch(b)).collect();
+            let got = sort_dedup_by_hour(&record_batches).expect("sort");
+            let got: BTreeMap<i64, Vec<Sample>> =
+                got.iter().map(|(h, b)| (*h, batch_to_samples(b))).collect();
+            let want: BTreeMap<i64, Vec<Sample>> =
+                want.into_iter().map(|(h, m)| (h, m.into_values().collect())).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
