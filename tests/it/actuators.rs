@@ -7,12 +7,10 @@
 //! recommender asking for 0 or 10 000 replicas (moto does not enforce min/max itself).
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
@@ -28,6 +26,8 @@ use scalecast::actuators::{
 use scalecast::recommend::limits::Direction;
 use scalecast::recommend::policy::{Mode, TargetKind, TargetPolicy};
 use scalecast::recommend::{Dispatch, Recommendation, dispatch};
+
+use crate::common::{free_port, start_moto, wait_moto};
 
 fn rec(target: &str, current: u32, recommended: u32) -> Recommendation {
     let t = Utc
@@ -69,69 +69,6 @@ fn target(name: &str, kind: TargetKind) -> TargetPolicy {
     t
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Kills the child on drop.
-struct Killer(Child);
-
-impl Drop for Killer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Installs moto (idempotent) and starts it on a free port; `None` (after printing why)
-/// when it cannot be installed.
-fn start_moto(dir: &Path) -> Option<(Killer, String)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-moto.sh");
-    let moto = match Command::new("bash").arg(&script).output() {
-        Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
-        Ok(o) => {
-            eprintln!(
-                "SKIP: moto cannot be installed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return None;
-        }
-        Err(e) => {
-            eprintln!("SKIP: cannot run {}: {e}", script.display());
-            return None;
-        }
-    };
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("moto.log")).expect("moto log");
-    let child = Command::new(moto)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("moto_server starts");
-    Some((Killer(child), format!("http://127.0.0.1:{port}")))
-}
-
-async fn wait_http(url: &str) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} did not answer within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn asg_client(url: &str) -> aws_sdk_autoscaling::Client {
     use aws_sdk_autoscaling::config::{BehaviorVersion, Credentials, Region};
     let conf = aws_sdk_autoscaling::Config::builder()
@@ -162,7 +99,7 @@ async fn aws_asg_scales_a_moto_group_within_the_clamps() {
     let Some((_moto, url)) = start_moto(dir.path()) else {
         return;
     };
-    wait_http(&format!("{url}/moto-api/")).await;
+    wait_moto(&url).await;
     let asg = asg_client(&url);
     asg.create_launch_configuration()
         .launch_configuration_name("lc")

@@ -3,7 +3,6 @@
 //! SDK lands in `samples` with the values CloudWatch's statistics give.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
@@ -22,53 +21,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// Installs moto (idempotent) and starts it on a free port; None (after
-/// printing why) when it cannot be installed.
-fn start_moto(dir: &Path) -> Option<(ChildGuard, String)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-moto.sh");
-    let out = Command::new("bash").arg(&script).output();
-    let moto = match out {
-        Ok(o) if o.status.success() => {
-            PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string())
-        }
-        Ok(o) => {
-            eprintln!(
-                "SKIP: moto cannot be installed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return None;
-        }
-        Err(e) => {
-            eprintln!("SKIP: cannot run {}: {e}", script.display());
-            return None;
-        }
-    };
-    let port = free_port();
-    let guard = ChildGuard::spawn(
-        "moto_server",
-        Command::new(moto)
-            .arg("-H")
-            .arg("127.0.0.1")
-            .arg("-p")
-            .arg(port.to_string()),
-        &dir.join("moto.log"),
-    );
-    Some((guard, format!("http://127.0.0.1:{port}")))
-}
-
-async fn wait_moto(url: &str) {
-    let client = reqwest::Client::new();
-    wait_for(Duration::from_secs(60), "moto to answer", || {
-        let client = client.clone();
-        let u = format!("{url}/moto-api/");
-        async move {
-            let r = client.get(u).send().await.ok()?;
-            r.status().is_success().then_some(())
-        }
-    })
-    .await;
 }
 
 fn sdk_client(url: &str) -> aws_sdk_cloudwatch::Client {

@@ -148,6 +148,39 @@ impl Drop for ChildGuard {
     }
 }
 
+/// GETs `url` and parses the JSON answer; `None` on any failure, for
+/// polling with [`wait_for`].
+pub async fn try_get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+) -> Option<T> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// GETs `url` and parses the JSON answer; panics naming the URL on failure.
+pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
+    let r = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    r.json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not the expected JSON: {e}"))
+}
+
+/// GETs `url` as text; panics naming the URL on failure.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    let r = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    r.text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: body: {e}"))
+}
+
 /// Polls `f` until it returns Some or `timeout` passes.
 pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
 where
@@ -245,4 +278,51 @@ pub fn ensure_apt(bin: &str, packages: &[&str]) -> Result<(), String> {
             packages.join(" ")
         ))
     }
+}
+
+/// Installs moto (idempotent) and starts it on a free port; None (after
+/// printing why) when it cannot be installed.
+pub fn start_moto(dir: &Path) -> Option<(ChildGuard, String)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-moto.sh");
+    let out = Command::new("bash").arg(&script).output();
+    let moto = match out {
+        Ok(o) if o.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        }
+        Ok(o) => {
+            eprintln!(
+                "SKIP: moto cannot be installed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return None;
+        }
+        Err(e) => {
+            eprintln!("SKIP: cannot run {}: {e}", script.display());
+            return None;
+        }
+    };
+    let port = free_port();
+    let guard = ChildGuard::spawn(
+        "moto_server",
+        Command::new(moto)
+            .arg("-H")
+            .arg("127.0.0.1")
+            .arg("-p")
+            .arg(port.to_string()),
+        &dir.join("moto.log"),
+    );
+    Some((guard, format!("http://127.0.0.1:{port}")))
+}
+
+pub async fn wait_moto(url: &str) {
+    let client = reqwest::Client::new();
+    wait_for(Duration::from_secs(60), "moto to answer", || {
+        let client = client.clone();
+        let u = format!("{url}/moto-api/");
+        async move {
+            let r = client.get(u).send().await.ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
 }

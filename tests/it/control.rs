@@ -92,14 +92,8 @@ async fn actions_are_clamped_paused_and_published() {
     let t: Vec<serde_json::Value> = wait_for(Duration::from_secs(30), "an executed action", || {
         let client = client.clone();
         async move {
-            let v: Vec<serde_json::Value> = client
-                .get(format!("http://{addr}/api/v1/targets"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let v: Vec<serde_json::Value> =
+                try_get_json(&client, &format!("http://{addr}/api/v1/targets")).await?;
             (v[0]["last_action"]["result"] == "ok").then_some(v)
         }
     })
@@ -145,14 +139,7 @@ async fn actions_are_clamped_paused_and_published() {
     let v: serde_json::Value = r.json().await.expect("json");
     assert_eq!(v["result"], "blocked");
     assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
-    let m = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("text");
+    let m = get_text(&client, &format!("http://{addr}/metrics")).await;
     assert!(
         m.contains(
             "scalecast_scaling_operations_total{target=\"asg\",direction=\"up\",result=\"ok\"}"

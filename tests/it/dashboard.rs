@@ -178,6 +178,16 @@ impl Session {
             .to_string()
     }
 
+    /// Types `query` into the dashboard's SQL box and presses Run.
+    async fn run_sql(&self, query: &str) {
+        let q = self.element("#sql-query").await;
+        self.post(&format!("/element/{q}/clear"), json!({})).await;
+        self.post(&format!("/element/{q}/value"), json!({ "text": query }))
+            .await;
+        let run = self.element("#sql-run").await;
+        self.post(&format!("/element/{run}/click"), json!({})).await;
+    }
+
     async fn screenshot(&self) -> Vec<u8> {
         let v = self.get("/screenshot").await;
         base64_decode(v.as_str().expect("base64 screenshot")).expect("valid base64")
@@ -294,14 +304,8 @@ async fn dashboard_in_headless_chromium() {
         || {
             let (http, base) = (http.clone(), base.clone());
             async move {
-                let v: Value = http
-                    .get(format!("{base}/api/v1/targets"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let v: Value =
+                    common::try_get_json(&http, &format!("{base}/api/v1/targets")).await?;
                 let a = v.as_array()?.clone();
                 a.iter()
                     .any(|t| t["name"] == "web" && t["recommended_replicas"].is_u64())
@@ -336,16 +340,11 @@ async fn dashboard_in_headless_chromium() {
         .as_str()
         .and_then(|s| s.parse().ok())
         .expect("integer replicas");
-    let recent: Value = http
-        .get(format!(
-            "{base}/api/v1/recommendations?target=web&limit=1000"
-        ))
-        .send()
-        .await
-        .expect("recommendations")
-        .json()
-        .await
-        .expect("recommendations JSON");
+    let recent: Value = common::get_json(
+        &http,
+        &format!("{base}/api/v1/recommendations?target=web&limit=1000"),
+    )
+    .await;
     let recommended: Vec<u64> = recent
         .as_array()
         .expect("array")
@@ -398,19 +397,10 @@ async fn dashboard_in_headless_chromium() {
     }
 
     // SQL: type a query, run it, rows and a chart appear.
-    let q = session.element("#sql-query").await;
     session
-        .post(&format!("/element/{q}/clear"), json!({}))
-        .await;
-    session
-        .post(
-            &format!("/element/{q}/value"),
-            json!({"text": "SELECT ts, value FROM samples WHERE name = 'web_demand' ORDER BY ts DESC LIMIT 25"}),
+        .run_sql(
+            "SELECT ts, value FROM samples WHERE name = 'web_demand' ORDER BY ts DESC LIMIT 25",
         )
-        .await;
-    let run = session.element("#sql-run").await;
-    session
-        .post(&format!("/element/{run}/click"), json!({}))
         .await;
     let rows = session
         .wait_js(
@@ -535,19 +525,8 @@ async fn dashboard_asks_for_the_token() {
         .await;
     assert_eq!(kept, json!([token, true]));
 
-    let q = session.element("#sql-query").await;
     session
-        .post(&format!("/element/{q}/clear"), json!({}))
-        .await;
-    session
-        .post(
-            &format!("/element/{q}/value"),
-            json!({"text": "SELECT count(*) AS n FROM samples WHERE name = 'auth_probe'"}),
-        )
-        .await;
-    let run = session.element("#sql-run").await;
-    session
-        .post(&format!("/element/{run}/click"), json!({}))
+        .run_sql("SELECT count(*) AS n FROM samples WHERE name = 'auth_probe'")
         .await;
     let n = session
         .wait_js(

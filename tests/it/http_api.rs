@@ -221,14 +221,7 @@ async fn bad_inputs_get_documented_statuses_and_lose_nothing() {
     assert_eq!(rows[0]["name"], "kept");
     assert_eq!(rows[0]["value"], 42.0);
     // Rejections are counted by reason.
-    let metrics = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = get_text(&client, &format!("http://{addr}/metrics")).await;
     for reason in [
         "snappy",
         "protobuf",
@@ -395,14 +388,7 @@ async fn health_and_metrics_are_served() {
         .await
         .expect("health");
     assert_eq!(r.status(), 200);
-    let text = client
-        .get(format!("http://{}/metrics", server.addr))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let text = get_text(&client, &format!("http://{}/metrics", server.addr)).await;
     for m in [
         "scalecast_ready 1",
         "scalecast_wal_segments",

@@ -106,6 +106,36 @@ fn prom_value(r: &serde_json::Value) -> f64 {
         .expect("numeric value")
 }
 
+/// Asserts that each row's value column is within 2% (of at least `floor`)
+/// of `promql` evaluated by Prometheus at the row's window end `t`, for the
+/// series whose `label` equals the row's column of that name. Returns the
+/// number of values compared.
+async fn within_2pct_of_prometheus(
+    client: &reqwest::Client,
+    prom_port: u16,
+    rows: &[serde_json::Value],
+    (label, column): (&str, &str),
+    promql: &str,
+    floor: f64,
+) -> usize {
+    for r in rows {
+        let t = r["t"].as_i64().expect("t") as f64 / 1000.0;
+        let key = r[label].as_str().expect("label column");
+        let ours = r[column].as_f64().expect("value column");
+        let theirs = prom_instant(client, prom_port, promql, t)
+            .await
+            .iter()
+            .find(|x| x["metric"][label] == key)
+            .map(prom_value)
+            .unwrap_or_else(|| panic!("Prometheus has no series with {label}={key}"));
+        assert!(
+            (ours - theirs).abs() <= 0.02 * theirs.abs().max(floor),
+            "{column} of {label}={key} at {t}: scalecast {ours}, Prometheus {theirs}"
+        );
+    }
+    rows.len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_remote_write_matches_prometheus_queries() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -221,14 +251,7 @@ async fn prometheus_remote_write_matches_prometheus_queries() {
         "scalecast has {got} series of job=node, Prometheus {want}"
     );
     // Nothing failed on Prometheus's side.
-    let m = client
-        .get(format!("http://127.0.0.1:{prom_port}/metrics"))
-        .send()
-        .await
-        .expect("prom metrics")
-        .text()
-        .await
-        .expect("text");
+    let m = get_text(&client, &format!("http://127.0.0.1:{prom_port}/metrics")).await;
     let failed: f64 = m
         .lines()
         .filter(|l| l.starts_with("prometheus_remote_storage_samples_failed_total"))
@@ -265,29 +288,15 @@ async fn prometheus_remote_write_matches_prometheus_queries() {
         }
     })
     .await;
-    let mut checked = 0;
-    for r in &rows {
-        let t = r["t"].as_i64().expect("t") as f64 / 1000.0;
-        let instance = r["instance"].as_str().expect("instance");
-        let ours = r["saturation"].as_f64().expect("saturation");
-        let theirs = prom_instant(
-            &client,
-            prom_port,
-            "1 - avg by (instance) (rate(node_cpu_seconds_total{mode=\"idle\"}[1m]))",
-            t,
-        )
-        .await;
-        let theirs = theirs
-            .iter()
-            .find(|x| x["metric"]["instance"] == instance)
-            .map(prom_value)
-            .expect("Prometheus has the instance");
-        assert!(
-            (ours - theirs).abs() <= 0.02 * theirs.abs().max(1e-9),
-            "CPU utilization at {t}: scalecast {ours}, Prometheus {theirs}"
-        );
-        checked += 1;
-    }
+    let mut checked = within_2pct_of_prometheus(
+        &client,
+        prom_port,
+        &rows,
+        ("instance", "saturation"),
+        "1 - avg by (instance) (rate(node_cpu_seconds_total{mode=\"idle\"}[1m]))",
+        1e-9,
+    )
+    .await;
     // Per-CPU user-mode rate (exercises the arithmetic even when the machine is saturated).
     let full_rows = sql(
         &client,
@@ -295,28 +304,15 @@ async fn prometheus_remote_write_matches_prometheus_queries() {
         &format!("SELECT labels['cpu'] AS cpu, CAST(window_end AS BIGINT) AS t, rate FROM aggregates WHERE transform = 'user_rate' AND {full} AND rate IS NOT NULL ORDER BY t"),
     )
     .await;
-    for r in &full_rows {
-        let t = r["t"].as_i64().expect("t") as f64 / 1000.0;
-        let cpu = r["cpu"].as_str().expect("cpu");
-        let ours = r["rate"].as_f64().expect("rate");
-        let theirs = prom_instant(
-            &client,
-            prom_port,
-            "sum by (cpu) (rate(node_cpu_seconds_total{mode=\"user\"}[1m]))",
-            t,
-        )
-        .await;
-        let theirs = theirs
-            .iter()
-            .find(|x| x["metric"]["cpu"] == cpu)
-            .map(prom_value)
-            .expect("Prometheus has the cpu");
-        assert!(
-            (ours - theirs).abs() <= 0.02 * theirs.abs().max(1e-3),
-            "user rate of cpu {cpu} at {t}: scalecast {ours}, Prometheus {theirs}"
-        );
-        checked += 1;
-    }
+    checked += within_2pct_of_prometheus(
+        &client,
+        prom_port,
+        &full_rows,
+        ("cpu", "rate"),
+        "sum by (cpu) (rate(node_cpu_seconds_total{mode=\"user\"}[1m]))",
+        1e-3,
+    )
+    .await;
     assert!(checked >= 2, "compared {checked} window values");
     eprintln!("prometheus e2e: {checked} window values within 2% of Prometheus");
     prom.terminate();

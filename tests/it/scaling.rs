@@ -59,14 +59,8 @@ async fn recommendations_reach_the_api_and_the_table() {
         wait_for(Duration::from_secs(30), "a recommendation for web", || {
             let client = client.clone();
             async move {
-                let v: Vec<serde_json::Value> = client
-                    .get(format!("http://{addr}/api/v1/targets"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let v: Vec<serde_json::Value> =
+                    try_get_json(&client, &format!("http://{addr}/api/v1/targets")).await?;
                 v[0]["recommended_replicas"].as_u64().is_some().then_some(v)
             }
         })
@@ -75,32 +69,22 @@ async fn recommendations_reach_the_api_and_the_table() {
     assert_eq!(targets[0]["mode"], "forecast_only");
     assert_eq!(targets[0]["recommended_replicas"], 9, "{targets:?}");
     assert!((targets[0]["load"].as_f64().expect("load") - 42.0).abs() < 1e-9);
-    let recs: Vec<serde_json::Value> = client
-        .get(format!(
-            "http://{addr}/api/v1/recommendations?target=web&limit=5"
-        ))
-        .send()
-        .await
-        .expect("recs")
-        .json()
-        .await
-        .expect("json");
+    let recs: Vec<serde_json::Value> = get_json(
+        &client,
+        &format!("http://{addr}/api/v1/recommendations?target=web&limit=5"),
+    )
+    .await;
     assert!(!recs.is_empty());
     assert_eq!(recs[0]["target"], "web");
     assert!(recs[0]["reason"].as_str().is_some_and(|r| !r.is_empty()));
     let rows = sql(&client, addr, "SELECT count(*) AS n, max(recommended_replicas) AS r FROM recommendations WHERE target = 'web'").await;
     assert!(rows[0]["n"].as_i64().unwrap_or(0) >= 1);
     assert_eq!(rows[0]["r"], 9);
-    let tl: serde_json::Value = client
-        .get(format!(
-            "http://{addr}/api/v1/targets/web/timeline?range_secs=3600"
-        ))
-        .send()
-        .await
-        .expect("tl")
-        .json()
-        .await
-        .expect("json");
+    let tl: serde_json::Value = get_json(
+        &client,
+        &format!("http://{addr}/api/v1/targets/web/timeline?range_secs=3600"),
+    )
+    .await;
     assert_eq!(tl["demand"].as_array().map(|a| a.len()), Some(5));
     assert_eq!(tl["demand"][0][1], 42.0);
     let r = client
@@ -110,14 +94,7 @@ async fn recommendations_reach_the_api_and_the_table() {
         .expect("404");
     assert_eq!(r.status(), 404);
     // Scaling self-metrics.
-    let m = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let m = get_text(&client, &format!("http://{addr}/metrics")).await;
     assert!(
         m.contains("scalecast_recommended_replicas{target=\"web\"} 9"),
         "{m}"
@@ -134,14 +111,8 @@ async fn recommendations_reach_the_api_and_the_table() {
         .await
         .expect("pause");
     assert_eq!(r.status(), 200);
-    let t: Vec<serde_json::Value> = client
-        .get(format!("http://{addr}/api/v1/targets"))
-        .send()
-        .await
-        .expect("t")
-        .json()
-        .await
-        .expect("json");
+    let t: Vec<serde_json::Value> =
+        get_json(&client, &format!("http://{addr}/api/v1/targets")).await;
     assert_eq!(t[0]["paused"], true);
     let r = client
         .post(format!("http://{addr}/api/v1/pause"))
@@ -153,14 +124,7 @@ async fn recommendations_reach_the_api_and_the_table() {
     let v: serde_json::Value = r.json().await.expect("json error");
     assert!(v["error"].as_str().is_some());
     // Config, and validation of a candidate config.
-    let cfg: serde_json::Value = client
-        .get(format!("http://{addr}/api/v1/config"))
-        .send()
-        .await
-        .expect("cfg")
-        .json()
-        .await
-        .expect("json");
+    let cfg: serde_json::Value = get_json(&client, &format!("http://{addr}/api/v1/config")).await;
     assert_eq!(cfg["scaling"]["targets"][0]["name"], "web");
     let v: serde_json::Value = client
         .post(format!("http://{addr}/api/v1/config/validate"))
