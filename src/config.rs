@@ -116,7 +116,7 @@ pub enum TransformBody {
     /// Windowed aggregates of selected series ([`crate::engine::config::WindowTransformConfig`]).
     Window(crate::engine::config::WindowTransformConfig),
     /// usage / request / capacity per workload ([`crate::engine::config::UtilizationTransformConfig`]).
-    Utilization(crate::engine::config::UtilizationTransformConfig),
+    Utilization(Box<crate::engine::config::UtilizationTransformConfig>),
     /// OpenCost allocation of utilization rows ([`crate::engine::config::CostTransformConfig`]).
     Cost(crate::engine::config::CostTransformConfig),
 }
@@ -144,7 +144,7 @@ impl TransformConfig {
         use crate::engine::EngineTransform;
         match &self.body {
             TransformBody::Window(c) => EngineTransform::Window(c.clone()),
-            TransformBody::Utilization(c) => EngineTransform::Utilization(c.clone()),
+            TransformBody::Utilization(c) => EngineTransform::Utilization(c.as_ref().clone()),
             TransformBody::Cost(c) => EngineTransform::Cost {
                 inputs: self.inputs.clone(),
                 config: c.clone(),

@@ -251,7 +251,7 @@ pub async fn run_once(
 pub async fn run(
     series: BTreeMap<String, ForecastSeriesConfig>,
     store: Arc<Store>,
-    catalog: Arc<dyn Fn(&Store) -> (Vec<TableSource>, Vec<(String, String)>) + Send + Sync>,
+    catalog: Arc<super::CatalogFn>,
     table: Arc<DerivedTable>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {

@@ -81,12 +81,15 @@ fn spawn_sources(
     tasks
 }
 
+/// What a query runs over: the tables and the views (name, SQL).
+pub type Catalog = (Vec<TableSource>, Vec<(String, String)>);
+
+/// Builds the [`Catalog`] of a running store, for a query started now.
+pub type CatalogFn = dyn Fn(&Store) -> Catalog + Send + Sync;
+
 /// Every SQL table and view of a data directory, for one query: `samples`,
 /// the derived tables and the `aggregates` view.
-pub fn catalog(
-    samples: Snapshot,
-    derived: Vec<TableSource>,
-) -> (Vec<TableSource>, Vec<(String, String)>) {
+pub fn catalog(samples: Snapshot, derived: Vec<TableSource>) -> Catalog {
     let mut tables = vec![TableSource::samples(samples)];
     tables.extend(derived);
     (tables, vec![aggregates::view()])
@@ -110,7 +113,7 @@ fn derived_tables() -> [(&'static str, arrow::datatypes::SchemaRef, usize); 3] {
 }
 
 /// The same, read from a data directory without opening it for writing.
-pub fn read_only_catalog(data_dir: &Path) -> Result<(Vec<TableSource>, Vec<(String, String)>)> {
+pub fn read_only_catalog(data_dir: &Path) -> Result<Catalog> {
     let snapshot = Store::read_only_snapshot(data_dir)?;
     let derived = derived_tables()
         .into_iter()
@@ -124,7 +127,7 @@ pub fn read_only_catalog(data_dir: &Path) -> Result<(Vec<TableSource>, Vec<(Stri
 async fn evaluate_alerts(
     engine: &std::sync::Mutex<crate::alerts::AlertEngine>,
     sink: &crate::sinks::webhook::WebhookSink,
-    catalog: &(dyn Fn(&Store) -> (Vec<TableSource>, Vec<(String, String)>) + Send + Sync),
+    catalog: &CatalogFn,
     store: &Store,
 ) {
     let rules: Vec<crate::alerts::AlertRule> = engine
@@ -233,9 +236,7 @@ impl Server {
         let (source_stop, _) = tokio::sync::watch::channel(false);
         let mut sources = spawn_sources(&cfg, &store, &metrics, &source_stop);
         let for_catalog = derived.clone();
-        let catalog_fn: Arc<
-            dyn Fn(&Store) -> (Vec<TableSource>, Vec<(String, String)>) + Send + Sync,
-        > = Arc::new(move |st: &Store| {
+        let catalog_fn: Arc<CatalogFn> = Arc::new(move |st: &Store| {
             catalog(
                 st.snapshot(),
                 for_catalog.iter().map(|t| t.source()).collect(),

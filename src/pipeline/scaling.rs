@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::query::{self, QueryConfig, TableSource};
+use crate::query::{self, QueryConfig};
 use crate::recommend::policy::{Mode, PolicyFile, TargetPolicy};
 use crate::recommend::{Fleet, Recommendation, records_to_batch};
 use crate::store::Store;
@@ -482,7 +482,7 @@ async fn read_demand(
     t: &TargetPolicy,
     after_ms: i64,
     store: &Store,
-    catalog: &(dyn Fn(&Store) -> (Vec<TableSource>, Vec<(String, String)>) + Send + Sync),
+    catalog: &super::CatalogFn,
 ) -> Result<Vec<(i64, f64)>> {
     let sql = demand_sql(t, after_ms)?;
     let (tables, views) = catalog(store);
@@ -511,7 +511,7 @@ pub async fn evaluate(
     state: &ScalingState,
     fleet: &mut Fleet,
     store: &Store,
-    catalog: &(dyn Fn(&Store) -> (Vec<TableSource>, Vec<(String, String)>) + Send + Sync),
+    catalog: &super::CatalogFn,
     now_ms: i64,
 ) -> Vec<Recommendation> {
     let mut made = Vec::new();
@@ -719,7 +719,7 @@ pub async fn evaluate(
 pub async fn run(
     state: Arc<ScalingState>,
     store: Arc<Store>,
-    catalog: Arc<dyn Fn(&Store) -> (Vec<TableSource>, Vec<(String, String)>) + Send + Sync>,
+    catalog: Arc<super::CatalogFn>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     let mut fleet = Fleet::new(&state.policy, "pipeline")?;

@@ -93,6 +93,52 @@ fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// A request too large to decode on the async worker (it goes to the
+/// blocking pool) is stored whole, like a small one, and so is a bad one
+/// of that size refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_requests_decode_off_the_async_workers() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = start_server(dir.path(), None).await;
+    let (addr, client, t) = (server.addr, reqwest::Client::new(), now_ms());
+    let samples: Vec<_> = (0..8000)
+        .map(|i| {
+            sample(
+                "big_request_metric",
+                &[
+                    ("instance", &format!("host-{:05}.example.internal:9100", i)),
+                    ("job", "node-exporter-with-a-long-job-name"),
+                ],
+                t,
+                f64::from(i),
+            )
+        })
+        .collect();
+    let req = body(&samples);
+    let decompressed = snap::raw::decompress_len(&req).expect("snappy");
+    assert!(
+        decompressed > 512 * 1024,
+        "{decompressed} bytes is inline-sized"
+    );
+    assert_eq!(post_write(&client, addr, req).await.status(), 204);
+    let rows = sql(
+        &client,
+        addr,
+        "SELECT count(*) AS n, sum(value) AS s FROM samples WHERE name = 'big_request_metric'",
+    )
+    .await;
+    assert_eq!(rows[0]["n"], 8000);
+    assert_eq!(rows[0]["s"], f64::from(7999 * 8000 / 2));
+    // The same size with one bad series: 400, nothing of it stored.
+    let mut bad = samples.clone();
+    bad[4000].name = String::new();
+    let r = post_write(&client, addr, body(&bad)).await;
+    assert_eq!(r.status(), 400);
+    let rows = sql(&client, addr, "SELECT count(*) AS n FROM samples").await;
+    assert_eq!(rows[0]["n"], 8000);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn bad_inputs_get_documented_statuses_and_lose_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
