@@ -450,6 +450,16 @@ impl PipelineConfig {
                             "a cost transform reads utilization transforms; {input:?} is not one"
                         ),
                     );
+                } else if let (TransformBody::Cost(_), Some(TransformBody::Utilization(u))) =
+                    (&t.body, self.transforms.get(input).map(|x| &x.body))
+                    && matches!(u.window, crate::engine::config::WindowSpec::Sliding { .. })
+                {
+                    err(
+                        &["transforms", id, "inputs"],
+                        format!(
+                            "{input:?} has a sliding window: overlapping windows would count each second of cost several times; give it a tumbling window"
+                        ),
+                    );
                 } else if !matches!(t.body, TransformBody::Cost(_))
                     && !self.sources.contains_key(input)
                 {
@@ -460,6 +470,15 @@ impl PipelineConfig {
                         ),
                     );
                 }
+            }
+            if let TransformBody::Utilization(u) = &t.body
+                && u.pricing.is_some()
+                && matches!(u.window, crate::engine::config::WindowSpec::Sliding { .. })
+            {
+                err(
+                    &["transforms", id, "pricing"],
+                    "cost columns need a tumbling window: overlapping sliding windows would count each second of cost several times".into(),
+                );
             }
             if let Err(e) = t.validate_body() {
                 match e {
@@ -726,6 +745,36 @@ mod tests {
         );
         let ok = typo.replace("group_bi", "group_by");
         assert!(errs(&ok).is_empty(), "{:?}", errs(&ok));
+    }
+
+    #[test]
+    fn cost_needs_tumbling_windows() {
+        let util = |window: &str, pricing: &str| {
+            format!(
+                "sources:\n  p:\n    type: remote_write\ntransforms:\n  u:\n    type: utilization\n    inputs: [p]\n    window: {window}\n    usage: {{ metric: m }}\n{pricing}  c:\n    type: cost\n    inputs: [u]\n"
+            )
+        };
+        let sliding = "{ type: sliding, size_secs: 300, slide_secs: 60 }";
+        let tumbling = "{ type: tumbling, size_secs: 60 }";
+        let e = errs(&util(sliding, ""));
+        assert!(
+            e.len() == 1
+                && e[0].starts_with("p.yaml:12:5: transforms.c.inputs:")
+                && e[0].contains("sliding window"),
+            "{e:?}"
+        );
+        let priced = "    pricing: { cpu_core_hour_usd: 0.03 }\n";
+        let e = errs(&util(sliding, priced));
+        assert!(
+            e.iter()
+                .any(|x| x.starts_with("p.yaml:10:5: transforms.u.pricing:")),
+            "{e:?}"
+        );
+        assert!(
+            errs(&util(tumbling, priced)).is_empty(),
+            "{:?}",
+            errs(&util(tumbling, priced))
+        );
     }
 
     #[test]
