@@ -157,26 +157,29 @@ pub async fn try_get_json<T: serde::de::DeserializeOwned>(
     client.get(url).send().await.ok()?.json().await.ok()
 }
 
-/// GETs `url` and parses the JSON answer; panics naming the URL on failure.
-pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
-    let r = client
+/// GETs `url`; panics naming the URL when there is no answer.
+async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    client
         .get(url)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    r.json()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// GETs `url` and parses the JSON answer; panics naming the URL on failure.
+pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
+    get(client, url)
+        .await
+        .json()
         .await
         .unwrap_or_else(|e| panic!("GET {url}: not the expected JSON: {e}"))
 }
 
 /// GETs `url` as text; panics naming the URL on failure.
 pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
-    let r = client
-        .get(url)
-        .send()
+    get(client, url)
         .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    r.text()
+        .text()
         .await
         .unwrap_or_else(|e| panic!("GET {url}: body: {e}"))
 }
