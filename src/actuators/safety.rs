@@ -537,15 +537,8 @@ mod tests {
             recommended_replicas: recommended,
             direction: crate::recommend::limits::Direction::of(current, recommended),
             load: 1.0,
-            forecast: None,
-            current_cpu_cores: None,
-            recommended_cpu_cores: None,
-            current_memory_gib: None,
-            recommended_memory_gib: None,
-            cost_per_hour_before: None,
-            cost_per_hour_after: None,
-            under_provisioning_probability: None,
             reason: "test".into(),
+            ..Default::default()
         }
     }
 

@@ -224,15 +224,8 @@ mod tests {
             recommended_replicas: 5,
             direction: crate::recommend::limits::Direction::Up,
             load: 3.3,
-            forecast: None,
-            current_cpu_cores: None,
-            recommended_cpu_cores: None,
-            current_memory_gib: None,
-            recommended_memory_gib: None,
-            cost_per_hour_before: None,
-            cost_per_hour_after: None,
-            under_provisioning_probability: None,
             reason: "test".into(),
+            ..Default::default()
         }
     }
 }

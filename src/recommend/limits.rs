@@ -22,7 +22,7 @@ use crate::recommend::Result;
 use crate::recommend::policy::{ScheduledOverride, TargetPolicy};
 
 /// Direction of a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// More replicas (or larger requests).
@@ -30,6 +30,7 @@ pub enum Direction {
     /// Fewer replicas (or smaller requests).
     Down,
     /// No change.
+    #[default]
     None,
 }
 

@@ -58,8 +58,10 @@ pub struct ForecastUsed {
     pub lookahead_secs: u64,
 }
 
-/// One recommendation (see the module docs for the columns).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One recommendation (see the module docs for the columns). `Default` is an
+/// empty record for struct-update syntax (`..Default::default()`), not a
+/// meaningful decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Recommendation {
     /// Decision time.
     pub ts: DateTime<Utc>,

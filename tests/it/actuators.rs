@@ -46,15 +46,8 @@ fn rec(target: &str, current: u32, recommended: u32) -> Recommendation {
         recommended_replicas: recommended,
         direction: Direction::of(current, recommended),
         load: 1.0,
-        forecast: None,
-        current_cpu_cores: None,
-        recommended_cpu_cores: None,
-        current_memory_gib: None,
-        recommended_memory_gib: None,
-        cost_per_hour_before: None,
-        cost_per_hour_after: None,
-        under_provisioning_probability: None,
         reason: "test".into(),
+        ..Default::default()
     }
 }
 

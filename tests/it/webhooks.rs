@@ -146,15 +146,8 @@ fn recommendation(target: &str, minute: u32, replicas: u32) -> Recommendation {
         recommended_replicas: replicas,
         direction: Direction::of(2, replicas),
         load: 1.0,
-        forecast: None,
-        current_cpu_cores: None,
-        recommended_cpu_cores: None,
-        current_memory_gib: None,
-        recommended_memory_gib: None,
-        cost_per_hour_before: None,
-        cost_per_hour_after: None,
-        under_provisioning_probability: None,
         reason: "test".into(),
+        ..Default::default()
     }
 }
 
