@@ -56,6 +56,24 @@ pub struct Sample {
     pub value: f64,
 }
 
+impl Sample {
+    /// A sample of metric `name`; `labels` are sorted by name here (the
+    /// order they are given in does not matter).
+    pub fn new(name: &str, labels: &[(&str, &str)], ts_ms: i64, value: f64) -> Self {
+        let mut labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        labels.sort();
+        Self {
+            name: name.into(),
+            labels,
+            ts_ms,
+            value,
+        }
+    }
+}
+
 fn map_field_names() -> MapFieldNames {
     MapFieldNames {
         entry: "entries".to_string(),
@@ -335,15 +353,7 @@ mod tests {
     use super::*;
 
     fn s(name: &str, labels: &[(&str, &str)], ts: i64, v: f64) -> Sample {
-        Sample {
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
-            ts_ms: ts,
-            value: v,
-        }
+        Sample::new(name, labels, ts, v)
     }
 
     #[test]

@@ -14,17 +14,7 @@ use crate::engine::schema::AggregateRow;
 use crate::schema::{Sample, samples_to_batch};
 
 fn s(name: &str, labels: &[(&str, &str)], ts: i64, v: f64) -> Sample {
-    let mut labels: Vec<Label> = labels
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-    labels.sort();
-    Sample {
-        name: name.into(),
-        labels,
-        ts_ms: ts,
-        value: v,
-    }
+    Sample::new(name, labels, ts, v)
 }
 
 fn window(yaml: &str) -> EngineTransform {

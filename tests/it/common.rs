@@ -27,17 +27,7 @@ pub async fn start_server(dir: &Path, yaml: Option<&str>) -> Server {
 
 /// A sample of metric `name` with labels.
 pub fn sample(name: &str, labels: &[(&str, &str)], ts_ms: i64, value: f64) -> Sample {
-    let mut labels: Vec<(String, String)> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    labels.sort();
-    Sample {
-        name: name.into(),
-        labels,
-        ts_ms,
-        value,
-    }
+    Sample::new(name, labels, ts_ms, value)
 }
 
 /// A remote-write body (snappy + protobuf) for `samples`.

@@ -281,15 +281,7 @@ mod tests {
     use crate::sources::remote_write::{compress, encode_samples};
 
     fn s(name: &str, labels: &[(&str, &str)], ts: i64, v: f64) -> Sample {
-        Sample {
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
-            ts_ms: ts,
-            value: v,
-        }
+        Sample::new(name, labels, ts, v)
     }
 
     fn samples(d: &DecodedPayload) -> Vec<Sample> {
