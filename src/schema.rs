@@ -211,22 +211,11 @@ impl SamplesBuilder {
         i: usize,
         points: impl IntoIterator<Item = (i64, f64)>,
     ) {
-        let name = src.name.value(i);
-        let id = src.series_id.value(i);
-        let range = src.label_range(i);
-        for (ts, v) in points {
-            self.ts.append_value(ts);
-            self.name.append_value(name);
-            self.value.append_value(v);
-            for j in range.clone() {
-                self.labels.keys().append_value(src.label_keys.value(j));
-                self.labels.values().append_value(src.label_values.value(j));
-            }
-            // Keys and values were appended in pairs.
-            let _ = self.labels.append(true);
-            self.series_id.append_value(id);
-            self.len += 1;
-        }
+        let labels: Vec<(&str, &str)> = src
+            .label_range(i)
+            .map(|j| (src.label_keys.value(j), src.label_values.value(j)))
+            .collect();
+        self.append_series(src.name.value(i), &labels, src.series_id.value(i), points);
     }
 
     /// Appends one sample.

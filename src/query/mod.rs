@@ -277,7 +277,6 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let metas = write_segment_range(
             dir.path(),
-            &samples_schema(),
             &[samples_to_batch(&[
                 sample("a", 1_000, 1.0),
                 sample("b", 1_000, 2.0),

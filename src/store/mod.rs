@@ -33,7 +33,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -43,7 +42,6 @@ use self::parquet::{FileMeta, HOUR_MS, ParquetConfig};
 use self::wal::{KIND_WRITE_REQUEST, SegmentWriter};
 use crate::error::{Error, IoResultExt, Result};
 use crate::metrics::Metrics;
-use crate::schema::samples_schema;
 use crate::sources::remote_write::decode_body;
 
 /// Write-ahead log settings.
@@ -209,7 +207,6 @@ struct Inner {
     cfg: StorageConfig,
     wal_dir: PathBuf,
     samples_dir: PathBuf,
-    schema: SchemaRef,
     state: Mutex<State>,
     metrics: Arc<Metrics>,
     subscribers: Mutex<Vec<SyncSender<RecordBatch>>>,
@@ -332,7 +329,6 @@ impl Store {
             cfg: cfg.clone(),
             wal_dir,
             samples_dir,
-            schema: samples_schema(),
             state: Mutex::new(state),
             metrics,
             subscribers: Mutex::new(Vec::new()),
@@ -672,14 +668,8 @@ fn flush_segment(inner: &Inner, seq: u64) -> Result<()> {
             .collect();
         (batches, covered)
     };
-    let mut metas = parquet::write_segment_range(
-        &inner.samples_dir,
-        &inner.schema,
-        &batches,
-        seq,
-        seq,
-        &inner.cfg.parquet,
-    )?;
+    let mut metas =
+        parquet::write_segment_range(&inner.samples_dir, &batches, seq, seq, &inner.cfg.parquet)?;
     metas.retain(|m| {
         if covered_hours.contains(&m.hour_ms) {
             let _ = fs::remove_file(&m.path);
@@ -763,12 +753,7 @@ fn maintenance(inner: &Inner, now: i64) {
         by_hour.into_values().filter(|v| v.len() > 1).collect()
     };
     for inputs in groups {
-        match parquet::compact(
-            &inner.samples_dir,
-            &inner.schema,
-            &inputs,
-            &inner.cfg.parquet,
-        ) {
+        match parquet::compact(&inner.samples_dir, &inputs, &inner.cfg.parquet) {
             Ok(Some(merged)) => {
                 {
                     let mut st = inner.lock();

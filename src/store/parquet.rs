@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use parquet::arrow::ArrowWriter;
@@ -298,7 +297,6 @@ pub fn write_file(path: &Path, batch: &RecordBatch, cfg: &ParquetConfig) -> Resu
 /// Writes the rows from WAL segments `first..=last` into one file per hour.
 pub fn write_segment_range(
     table_dir: &Path,
-    schema: &SchemaRef,
     batches: &[RecordBatch],
     first: u64,
     last: u64,
@@ -306,7 +304,6 @@ pub fn write_segment_range(
 ) -> Result<Vec<FileMeta>> {
     let mut out = Vec::new();
     for (hour, part) in sort_dedup_by_hour(batches)? {
-        debug_assert_eq!(part.schema(), *schema);
         let path = partition_dir(table_dir, hour).join(file_name(first, last));
         let bytes = write_file(&path, &part, cfg)?;
         out.push(FileMeta {
@@ -413,7 +410,6 @@ pub fn scan_table(table_dir: &Path, repair: bool) -> Result<Vec<FileMeta>> {
 /// The caller swaps the catalog and deletes the inputs afterwards.
 pub fn compact(
     table_dir: &Path,
-    schema: &SchemaRef,
     inputs: &[FileMeta],
     cfg: &ParquetConfig,
 ) -> Result<Option<FileMeta>> {
@@ -438,7 +434,7 @@ pub fn compact(
     }
     let merged = parts
         .remove(&hour)
-        .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
+        .unwrap_or_else(|| RecordBatch::new_empty(crate::schema::samples_schema()));
     let path = partition_dir(table_dir, hour).join(file_name(first, last));
     let bytes = write_file(&path, &merged, cfg)?;
     Ok(Some(FileMeta {
@@ -476,7 +472,7 @@ pub fn remove_partitions_before(files: &[FileMeta], cutoff_ms: i64) -> Vec<FileM
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Sample, batch_to_samples, samples_schema, samples_to_batch};
+    use crate::schema::{Sample, batch_to_samples, samples_to_batch};
 
     fn s(name: &str, ts: i64, v: f64) -> Sample {
         Sample {
@@ -566,15 +562,8 @@ mod tests {
             s("a", h - 1, 0.5),
         ]);
         let cfg = ParquetConfig::default();
-        let metas = write_segment_range(
-            dir.path(),
-            &samples_schema(),
-            std::slice::from_ref(&b),
-            3,
-            3,
-            &cfg,
-        )
-        .expect("write");
+        let metas =
+            write_segment_range(dir.path(), std::slice::from_ref(&b), 3, 3, &cfg).expect("write");
         assert_eq!(metas.len(), 3);
         assert!(
             metas[1]
@@ -583,8 +572,7 @@ mod tests {
                 .contains("date=2025-11-23/hour=11/seg-")
         );
         // Flushing the same segment again (crash before WAL deletion) changes nothing.
-        let again =
-            write_segment_range(dir.path(), &samples_schema(), &[b], 3, 3, &cfg).expect("rewrite");
+        let again = write_segment_range(dir.path(), &[b], 3, 3, &cfg).expect("rewrite");
         assert_eq!(again, metas);
         let scanned = scan_table(dir.path(), true).expect("scan");
         assert_eq!(scanned.len(), 3);
@@ -602,10 +590,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let h = 1_763_895_600_000_i64;
         let cfg = ParquetConfig::default();
-        let schema = samples_schema();
         let a = write_segment_range(
             dir.path(),
-            &schema,
             &[samples_to_batch(&[s("a", h + 1, 1.0)])],
             1,
             1,
@@ -614,7 +600,6 @@ mod tests {
         .expect("a");
         let b = write_segment_range(
             dir.path(),
-            &schema,
             &[samples_to_batch(&[s("a", h + 1, 9.0), s("a", h + 2, 2.0)])],
             2,
             2,
@@ -622,7 +607,7 @@ mod tests {
         )
         .expect("b");
         let inputs: Vec<FileMeta> = a.into_iter().chain(b).collect();
-        let merged = compact(dir.path(), &schema, &inputs, &cfg)
+        let merged = compact(dir.path(), &inputs, &cfg)
             .expect("compact")
             .expect("some");
         assert_eq!((merged.first_seq, merged.last_seq, merged.rows), (1, 2, 2));
@@ -644,7 +629,6 @@ mod tests {
         let cfg = ParquetConfig::default();
         let metas = write_segment_range(
             dir.path(),
-            &samples_schema(),
             &[samples_to_batch(&[
                 s("a", h + 1, 1.0),
                 s("a", h + HOUR_MS, 2.0),
