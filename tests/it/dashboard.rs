@@ -276,12 +276,23 @@ fn shipped_trace() -> PathBuf {
         .join("datasets/nab/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_in_headless_chromium() {
-    if let Err(why) = common::ensure_apt("chromium", &["chromium"])
+/// Installs Chromium and chromedriver (idempotent); false, after printing why
+/// `test` is skipped, when that is impossible.
+fn browser_installed(test: &str) -> bool {
+    match common::ensure_apt("chromium", &["chromium"])
         .and_then(|_| common::ensure_apt("chromedriver", &["chromium-driver"]))
     {
-        println!("SKIPPED dashboard_in_headless_chromium: {why}");
+        Ok(()) => true,
+        Err(why) => {
+            println!("SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_headless_chromium() {
+    if !browser_installed("dashboard_in_headless_chromium") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -470,10 +481,7 @@ async fn dashboard_in_headless_chromium() {
 /// `sessionStorage` and sends it: a query typed into the SQL box then runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_asks_for_the_token() {
-    if let Err(why) = common::ensure_apt("chromium", &["chromium"])
-        .and_then(|_| common::ensure_apt("chromedriver", &["chromium-driver"]))
-    {
-        println!("SKIPPED dashboard_asks_for_the_token: {why}");
+    if !browser_installed("dashboard_asks_for_the_token") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
